@@ -1,0 +1,1 @@
+"""Generated protocol buffer modules (run scripts/generate_protos.py; do not edit)."""

@@ -1,0 +1,1 @@
+"""deeplab_video.trainer: training and evaluation jobs on orbit + tf.distribute."""
