@@ -338,22 +338,48 @@ def _check_probability(value: float, field: str, check: Callable) -> None:
 
 
 def _expand_placeholders(path: str, text: str) -> str:
-    """Replaces `${VAR}` with the environment's value; raises ConfigError if unset."""
+    """Replaces `${VAR}` outside comments with the environment's value.
 
-    def replace(match: re.Match) -> str:
-        name = match.group(1)
-        if name in os.environ:
-            return os.environ[name]
-        line = text.count("\n", 0, match.start()) + 1
-        raise ConfigError(
-            path,
-            line,
-            None,
-            f"placeholder ${{{name}}} is not set in the environment; export {name}=... or "
-            "replace the placeholder with a value (placeholders are expanded, never kept)",
-        )
+    Raises:
+        ConfigError: a placeholder names an unset variable (the message names it).
+    """
+    lines = text.split("\n")
+    for number, line in enumerate(lines, start=1):
+        code, comment = _split_comment(line)
 
-    return _PLACEHOLDER.sub(replace, text)
+        def replace(match: re.Match, number: int = number) -> str:
+            name = match.group(1)
+            if name in os.environ:
+                return os.environ[name]
+            raise ConfigError(
+                path,
+                number,
+                None,
+                f"placeholder ${{{name}}} is not set in the environment; export {name}=... "
+                "or replace the placeholder with a value (placeholders are expanded, never kept)",
+            )
+
+        lines[number - 1] = _PLACEHOLDER.sub(replace, code) + comment
+    return "\n".join(lines)
+
+
+def _split_comment(line: str) -> tuple[str, str]:
+    """Splits a textproto line into (code, '# comment'), ignoring '#' inside strings."""
+    quote = None
+    escaped = False
+    for index, char in enumerate(line):
+        if quote:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == quote:
+                quote = None
+        elif char in ("'", '"'):
+            quote = char
+        elif char == "#":
+            return line[:index], line[index:]
+    return line, ""
 
 
 def field_lines(text: str) -> dict[str, int]:

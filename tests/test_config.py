@@ -1,0 +1,141 @@
+"""Tests for deeplab_video.config: parsing, validation and error locations."""
+
+import os
+
+import pytest
+
+from deeplab_video import config
+from deeplab_video.data import datasets
+from tests import conftest
+
+ALL_CONFIGS = sorted(conftest.CONFIG_DIR.glob("**/*.textproto"))
+
+VALID = """experiment_name: "t"
+model_options {
+  num_classes: 6
+  backbone {
+    name: "resnet50"
+  }
+}
+train_dataset_options {
+  dataset: "synthetic"
+  file_pattern: "a/*.tfrecord"
+  crop_size: 97
+  crop_size: 129
+  clip_length: 2
+}
+evaluator_options {
+  memory_buffer {
+    similarity_threshold: 0.7
+  }
+}
+"""
+
+
+def test_every_shipped_config_loads():
+    assert len(ALL_CONFIGS) >= 14
+    for path in ALL_CONFIGS:
+        options = config.load_config(path)
+        assert options.model_options.num_classes > 0, path
+
+
+def test_required_paths_exist():
+    for name in ("kitti_step/axial_r50.textproto", "kitti_step/resnet50_online.textproto"):
+        assert (conftest.CONFIG_DIR / name).exists()
+    for dataset in ("kitti_step", "vipseg"):
+        for backbone in ("resnet50", "axial_r50", "convnext_l"):
+            for clip_length, suffix in ((1, "_online"), (2, "")):
+                options = config.load_config(
+                    conftest.CONFIG_DIR / dataset / f"{backbone}{suffix}.textproto"
+                )
+                assert options.train_dataset_options.clip_length == clip_length
+                assert options.eval_dataset_options.clip_length == clip_length
+                descriptor = datasets.get_descriptor(options.train_dataset_options.dataset)
+                assert options.model_options.num_classes == descriptor.num_classes
+
+
+def test_backbone_names_match_model_registry():
+    factory = pytest.importorskip("deeplab_video.model.backbones.factory")
+    assert set(factory.registered_names()) == set(config.BACKBONE_NAMES)
+
+
+def test_valid_config_fills_repeated_defaults(write_config):
+    options = config.load_config(write_config(VALID))
+    assert list(options.model_options.pixel_decoder.num_blocks) == [1, 5, 1, 1]
+    assert list(options.model_options.pixel_decoder.channels) == [512, 256, 128, 64]
+    assert list(options.model_options.transformer_decoder.num_layers_per_stage) == [2, 2, 2]
+    assert list(options.evaluator_options.metrics.vpq_window_sizes) == [1, 2, 3, 4]
+    assert options.model_options.transformer_decoder.num_queries == 128
+
+
+def test_syntax_error_names_file_and_line(write_config):
+    path = write_config(VALID.replace('name: "resnet50"', 'name "resnet50" {'))
+    with pytest.raises(config.ConfigError) as error:
+        config.load_config(path)
+    assert error.value.line == 5
+    assert str(path) in str(error.value)
+
+
+def test_unknown_field_names_line(write_config):
+    path = write_config(VALID.replace("  num_classes: 6\n", "  num_classes: 6\n  num_clases: 3\n"))
+    with pytest.raises(config.ConfigError) as error:
+        config.load_config(path)
+    assert error.value.line == 4
+    assert "num_clases" in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "old, new, field, line",
+    [
+        ('name: "resnet50"', 'name: "resnet51"', "model_options.backbone.name", 5),
+        ("clip_length: 2", "clip_length: 0", "train_dataset_options.clip_length", 13),
+        ("crop_size: 97", "crop_size: 96", "train_dataset_options.crop_size", 11),
+        (
+            "similarity_threshold: 0.7",
+            "similarity_threshold: 1.5",
+            "evaluator_options.memory_buffer.similarity_threshold",
+            17,
+        ),
+        ("num_classes: 6", "num_classes: 19", "model_options.num_classes", 3),
+        ('  file_pattern: "a/*.tfrecord"\n', "", "train_dataset_options.file_pattern", 8),
+    ],
+)
+def test_invalid_values_name_field_and_line(write_config, old, new, field, line):
+    text = VALID.replace(old, new)
+    assert text != VALID
+    path = write_config(text)
+    with pytest.raises(config.ConfigError) as error:
+        config.load_config(path)
+    assert error.value.field == field
+    assert error.value.line == line
+    assert f"{path}:{line}: {field}:" in str(error.value)
+
+
+def test_missing_file_is_config_error(tmp_path):
+    with pytest.raises(config.ConfigError, match="cannot read"):
+        config.load_config(tmp_path / "missing.textproto")
+
+
+def test_placeholders_expanded_or_rejected(write_config, monkeypatch):
+    text = VALID.replace('"a/*.tfrecord"', '"${TRAIN_SET}"') + "# comment with ${NOT_SET}\n"
+    path = write_config(text)
+    monkeypatch.delenv("TRAIN_SET", raising=False)
+    with pytest.raises(config.ConfigError, match=r"\$\{TRAIN_SET\} is not set") as error:
+        config.load_config(path)
+    assert error.value.line == 10
+    monkeypatch.setenv("TRAIN_SET", "/data/train-*.tfrecord")
+    options = config.load_config(path)
+    assert list(options.train_dataset_options.file_pattern) == ["/data/train-*.tfrecord"]
+    assert "NOT_SET" not in os.environ
+
+
+def test_batch_size_divisible_by_replicas(write_config):
+    options = config.load_config(write_config(VALID.replace("clip_length: 2", "batch_size: 6")))
+    config.validate_batch_size(options.train_dataset_options, 3)
+    with pytest.raises(ValueError, match="not divisible by the 4 replicas"):
+        config.validate_batch_size(options.train_dataset_options, 4)
+
+
+def test_field_lines_handles_lists_and_strings():
+    lines = config.field_lines('a { b: [1, 2] c: "x" "y" }\nd: 3\ne { f { g: 1 } }\n')
+    assert lines == {"a": 1, "a.b": 1, "a.c": 1, "d": 2, "e": 3, "e.f": 3, "e.f.g": 3}
