@@ -16,7 +16,7 @@ INSTALL_REQUIRES = [
     "absl-py==1.4.0",
     "scipy==1.17.1",
 ]
-DEV_REQUIRES = ["grpcio-tools==1.85.1", "pytest==9.2.0", "ruff==0.17.6"]
+DEV_REQUIRES = ["av==18.1.0", "grpcio-tools==1.85.1", "pytest==9.2.0", "ruff==0.17.6"]
 
 library_packages = setuptools.find_packages(include=["deeplab_video", "deeplab_video.*"])
 top_level_packages = {"deeplab_video.trainer": "trainer", "deeplab_video.evaluation": "evaluation"}
@@ -34,7 +34,7 @@ setuptools.setup(
         "console_scripts": [
             "deeplab-video-train=deeplab_video.trainer.train:run",
             "deeplab-video-eval=deeplab_video.evaluation.evaluate:run",
-            "deeplab-video-infer=deeplab_video.post_processing.infer:run",
+            "deeplab-video-infer=deeplab_video.trainer.infer:run",
             "deeplab-video-export=deeplab_video.export.export_model:run",
             "deeplab-video-synthetic=deeplab_video.data.synthetic_cli:run",
         ]
