@@ -32,7 +32,8 @@ class FrameFiles:
     """The files of one frame.
 
     Attributes:
-        frame_index: the frame's number inside its sequence (written as video/frame_id).
+        frame_index: the frame's number in its sequence, from its file name (written as
+            video/frame_id).
         image_path: the encoded RGB image (PNG or JPEG).
         label_path: the label file, or None for a split without labels (test).
     """
@@ -90,21 +91,20 @@ def pair_frames(
     sequence_id: str,
     images: dict[str, str],
     labels: dict[str, str] | None,
-    numbered: bool,
+    consecutive: bool,
 ) -> SequenceFiles:
-    """Pairs images and labels by file name, in sorted file-name order.
+    """Pairs images and labels by frame number (the file name), in frame order.
 
     Args:
         sequence_id: the sequence's name.
-        images: file name without extension -> image path.
+        images: file name without extension (a frame number) -> image path.
         labels: file name without extension -> label path; None for an unlabelled split.
-        numbered: whether the file names are frame numbers that must count up by one (the
-            frame index is then the number); otherwise the frame index is the position in
-            sorted order.
+        consecutive: whether the dataset promises frame numbers without gaps (KITTI-STEP);
+            datasets that annotate a subsample of frames (VIPSeg) have gaps.
 
     Raises:
-        ConversionError: an image without a label or a label without an image, and for
-            numbered frames a name that is not a number or a gap in the numbering.
+        ConversionError: an image without a label or a label without an image, a file name
+            that is not a frame number, or (consecutive) a gap in the numbering.
     """
     if labels is not None:
         unlabelled = sorted(images.keys() - labels.keys())
@@ -113,23 +113,21 @@ def pair_frames(
         orphans = sorted(labels.keys() - images.keys())
         if orphans:
             raise ConversionError(f"{labels[orphans[0]]}: missing frame, no image for it")
-    names = sorted(images)
-    if numbered:
-        for name in names:
-            if not name.isdigit():
-                raise ConversionError(f"{images[name]}: the file name is not a frame number")
-        indices = [int(name) for name in names]
-        for previous, name, index in zip(indices, names[1:], indices[1:], strict=False):
-            if index != previous + 1:
-                raise ConversionError(
-                    f"{images[name]}: frame {previous + 1} of sequence '{sequence_id}' is "
-                    f"missing (frame numbers must be consecutive)"
-                )
-    else:
-        indices = list(range(len(names)))
+    for name, path in images.items():
+        if not name.isdigit():
+            raise ConversionError(f"{path}: the file name is not a frame number")
+    names = sorted(images, key=int)
+    for previous, name in zip(names, names[1:], strict=False):
+        if int(name) == int(previous):
+            raise ConversionError(f"{images[name]}: frame number of {images[previous]} again")
+        if consecutive and int(name) != int(previous) + 1:
+            raise ConversionError(
+                f"{images[name]}: frame {int(previous) + 1} of sequence '{sequence_id}' is "
+                f"missing (frame numbers must be consecutive)"
+            )
     frames = tuple(
-        FrameFiles(index, images[name], None if labels is None else labels[name])
-        for index, name in zip(indices, names, strict=True)
+        FrameFiles(int(name), images[name], None if labels is None else labels[name])
+        for name in names
     )
     return SequenceFiles(sequence_id, frames)
 

@@ -33,7 +33,7 @@ def _sequences_on_disk(root, lengths: list[int]) -> list[common.SequenceFiles]:
         directory = os.path.join(root, f"{number:04d}")
         _write_png_frames(directory, length)
         images = common.list_frames(directory, (".png",))
-        sequences.append(common.pair_frames(f"{number:04d}", images, None, numbered=True))
+        sequences.append(common.pair_frames(f"{number:04d}", images, None, consecutive=True))
     return sequences
 
 
@@ -70,35 +70,40 @@ def test_assign_shards_balances_frames():
     assert shards == [0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3]
 
 
-def test_pair_frames_numbered():
-    images = {"000003": "a/000003.png", "000004": "a/000004.png"}
+def test_pair_frames_consecutive():
+    images = {"000004": "a/000004.png", "000003": "a/000003.png"}
     labels = {"000003": "b/000003.png", "000004": "b/000004.png"}
-    sequence = common.pair_frames("0007", images, labels, numbered=True)
+    sequence = common.pair_frames("0007", images, labels, consecutive=True)
     assert sequence.sequence_id == "0007"
     assert [f.frame_index for f in sequence.frames] == [3, 4]
     assert [f.label_path for f in sequence.frames] == ["b/000003.png", "b/000004.png"]
     assert [f.name for f in sequence.frames] == ["000003", "000004"]
 
 
-def test_pair_frames_by_position_allows_gaps():
-    images = {"00000010": "v/00000010.jpg", "00000005": "v/00000005.jpg"}
-    sequence = common.pair_frames("v", images, None, numbered=False)
-    assert [(f.frame_index, f.name) for f in sequence.frames] == [(0, "00000005"), (1, "00000010")]
+def test_pair_frames_with_gaps_sorts_numerically():
+    images = {"10": "v/10.jpg", "5": "v/5.jpg", "00000200": "v/00000200.jpg"}
+    sequence = common.pair_frames("v", images, None, consecutive=False)
+    assert [(f.frame_index, f.name) for f in sequence.frames] == [
+        (5, "5"),
+        (10, "10"),
+        (200, "00000200"),
+    ]
     assert all(f.label_path is None for f in sequence.frames)
 
 
 @pytest.mark.parametrize(
-    "images, labels, numbered, message",
+    "images, labels, consecutive, message",
     [
         ({"000000": "i/0", "000001": "i/1"}, {"000000": "l/0"}, True, "i/1: missing frame"),
-        ({"000000": "i/0"}, {"000000": "l/0", "000001": "l/1"}, True, "l/1: missing frame"),
+        ({"000000": "i/0"}, {"000000": "l/0", "000001": "l/1"}, False, "l/1: missing frame"),
         ({"000000": "i/0", "000002": "i/2"}, None, True, "i/2: frame 1 of sequence 's'"),
-        ({"000000": "i/0", "frame1": "i/x"}, None, True, "i/x: the file name is not"),
+        ({"000000": "i/0", "frame1": "i/x"}, None, False, "i/x: the file name is not"),
+        ({"000001": "i/1", "1": "i/one"}, None, False, "frame number of i/1 again"),
     ],
 )
-def test_pair_frames_errors(images, labels, numbered, message):
+def test_pair_frames_errors(images, labels, consecutive, message):
     with pytest.raises(common.ConversionError, match=message):
-        common.pair_frames("s", images, labels, numbered)
+        common.pair_frames("s", images, labels, consecutive)
 
 
 def test_list_frames(tmp_path):
