@@ -1,0 +1,301 @@
+"""The tf.data pipeline of clips: T frames of one sequence, augmented alike, with tube targets.
+
+Records hold one frame each (deeplab_video.data.tfrecord, DeepLab2's STEP schema). Clips are
+formed on the host while the records stream by, before any image is decoded:
+
+  * Files are read whole and in order by a Python generator (tf.data.from_generator), which
+    parses only the sequence id and frame id of each record. Reading through Python costs
+    a fraction of a millisecond per record, next to image decoding, and buys an error that
+    names the shard: tf.data's own reader reports a corrupt record without its file.
+  * The records of one sequence must be contiguous and in increasing frame order in that
+    stream (DeepLab2's converter and ours write them so; a sequence may continue into the
+    next shard). A sequence that reappears later, or a frame that goes backwards, raises
+    CorruptRecordError naming the file.
+  * A clip is T consecutive records of one sequence, taken every `frame_step`-th record in
+    training (every record in evaluation). Clips never cross sequences. Gaps in frame
+    numbering are allowed (VIPSeg and other datasets annotate a subsampled set of frames):
+    "consecutive" means consecutive annotated frames, and FRAME_INDEX reports the real
+    frame numbers. Sequences with fewer records than a clip spans yield no clip (logged).
+  * Training: every start position is a clip. Each file is its own stream and the files are
+    interleaved (in a reshuffled order every epoch), so batches mix sequences; a clip that
+    would cross from one shard into the next is therefore not formed (at most span - 1
+    clips per split sequence; our writer never splits a sequence). Clips are shuffled
+    (shuffle_buffer_size), repeated, then decoded and augmented in a parallel map.
+  * Evaluation: all files form one stream in sorted order, so nothing is lost at shard
+    boundaries. Clips start every `stride` records (eval_clip_stride, 0 -> max(T - 1, 1):
+    near-online clips share one frame) and every clip has exactly T frames: when the last
+    stride position does not reach the end of a sequence, one more clip starting at
+    length - T covers its last frames (it overlaps its predecessor by more than usual).
+    Frames are only padded bottom/right to crop_size.
+
+With an input context, clips (not files, since sequences span files) are sharded over the
+input pipelines, and the batch is the per-replica batch.
+"""
+
+import collections
+import dataclasses
+import functools
+from collections.abc import Callable, Iterable, Iterator, Sequence
+
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from deeplab_video import common
+from deeplab_video.data import augmentation, datasets, tfrecord, tube_targets
+from deeplab_video.protos import dataset_pb2
+
+
+@dataclasses.dataclass(frozen=True)
+class FrameRecord:
+    """One serialized frame and where it came from."""
+
+    sequence_id: str
+    frame_index: int
+    record: bytes
+    path: str
+
+
+def list_files(patterns: Sequence[str]) -> list[str]:
+    """Returns the sorted, de-duplicated files matching any of the glob patterns.
+
+    Raises:
+        FileNotFoundError: no pattern matches a file.
+    """
+    files = sorted({path for pattern in patterns for path in tf.io.gfile.glob(pattern)})
+    if not files:
+        raise FileNotFoundError(
+            f"no TFRecord file matches file_pattern {list(patterns)}; generate the dataset "
+            "or fix the pattern (relative patterns are resolved from the working directory)"
+        )
+    return files
+
+
+def iter_frames(paths: Iterable[str]) -> Iterator[FrameRecord]:
+    """Yields the frames of the files in order, with their sequence and frame ids.
+
+    Raises:
+        tfrecord.CorruptRecordError: a file cannot be read or holds a malformed record.
+    """
+    for path in paths:
+        for record in tfrecord.read_records(path):
+            sequence_id, frame_index = tfrecord.read_frame_key(record, path)
+            yield FrameRecord(sequence_id, frame_index, record, path)
+
+
+def iter_clips(
+    frames: Iterable[FrameRecord],
+    *,
+    clip_length: int,
+    frame_step: int = 1,
+    stride: int = 1,
+    cover_end: bool = False,
+) -> Iterator[list[FrameRecord]]:
+    """Groups a stream of frames into clips of `clip_length` frames of one sequence.
+
+    Args:
+        frames: frames with each sequence's records contiguous and in frame order.
+        clip_length: T, frames per clip.
+        frame_step: a clip takes every frame_step-th record of its sequence.
+        stride: clips start every `stride` records of a sequence.
+        cover_end: also emit the clip ending at the sequence's last record when the stride
+            positions miss it (evaluation).
+
+    Yields:
+        Lists of T frames in order.
+
+    Raises:
+        tfrecord.CorruptRecordError: a sequence is not contiguous or not in frame order.
+    """
+    span = (clip_length - 1) * frame_step + 1
+    window: collections.deque[FrameRecord] = collections.deque(maxlen=span)
+    seen: set[str] = set()
+    length = last_start = 0
+
+    def take() -> list[FrameRecord]:
+        return [window[i * frame_step] for i in range(clip_length)]
+
+    def end_of_sequence() -> Iterator[list[FrameRecord]]:
+        if length < span:
+            logging.warning(
+                "sequence '%s' has %d frames, fewer than a clip spans (%d): no clip uses it",
+                window[-1].sequence_id,
+                length,
+                span,
+            )
+        elif cover_end and last_start != length - span:
+            yield take()
+
+    for frame in frames:
+        if not window or frame.sequence_id != window[-1].sequence_id:
+            if window:
+                yield from end_of_sequence()
+            if frame.sequence_id in seen:
+                raise tfrecord.CorruptRecordError(
+                    f"{frame.path}: sequence '{frame.sequence_id}' reappears after other "
+                    "sequences; the records of a sequence must be contiguous and in frame "
+                    "order across the sorted shards (as DeepLab2's STEP converter writes them)"
+                )
+            seen.add(frame.sequence_id)
+            window.clear()
+            length, last_start = 0, -1
+        elif frame.frame_index <= window[-1].frame_index:
+            raise tfrecord.CorruptRecordError(
+                f"{frame.path}: frame {frame.frame_index} of sequence '{frame.sequence_id}' "
+                f"comes after frame {window[-1].frame_index}; frames must be in increasing order"
+            )
+        window.append(frame)
+        length += 1
+        if length >= span and (length - span) % stride == 0:
+            last_start = length - span
+            yield take()
+    if window:
+        yield from end_of_sequence()
+
+
+def eval_clip_stride(options: dataset_pb2.DatasetOptions) -> int:
+    """The stride between evaluation clips: eval_clip_stride, or max(T - 1, 1) when 0."""
+    return options.eval_clip_stride or max(options.clip_length - 1, 1)
+
+
+def _generate_clips(paths: np.ndarray, **clip_args) -> Iterator[list[bytes]]:
+    """from_generator body: the serialized records of every clip of the files."""
+    frames = iter_frames(path.decode() for path in paths)
+    for clip in iter_clips(frames, **clip_args):
+        yield [frame.record for frame in clip]
+
+
+def _clip_records(paths: tf.Tensor, clip_length: int, **clip_args) -> tf.data.Dataset:
+    """A dataset of string [clip_length] record tuples, one per clip of the files."""
+    return tf.data.Dataset.from_generator(
+        functools.partial(_generate_clips, clip_length=clip_length, **clip_args),
+        args=(paths,),
+        output_signature=tf.TensorSpec([clip_length], tf.string),
+    )
+
+
+def _make_clip_parser(
+    options: dataset_pb2.DatasetOptions, is_training: bool
+) -> Callable[[tf.Tensor, tf.Tensor], dict[str, tf.Tensor]]:
+    """Returns the map function: (records string [T], seed int64 [2]) -> element dict."""
+    descriptor = datasets.get_descriptor(options.dataset)
+    clip_length = options.clip_length
+    crop_size = (options.crop_size[0], options.crop_size[1])
+    void_value = descriptor.ignore_label * descriptor.label_divisor
+
+    def parse(records: tf.Tensor, seed: tf.Tensor) -> dict[str, tf.Tensor]:
+        frames = [tfrecord.decode_frame(records[t]) for t in range(clip_length)]
+        image = tf.cast(tf.stack([frame["image"] for frame in frames]), tf.float32)
+        panoptic = tf.stack([frame["panoptic"] for frame in frames])
+        original_size = tf.stack([frames[0]["height"], frames[0]["width"]])
+        image, panoptic = augmentation.resize_to_range(
+            image, panoptic, options.min_resize_value, options.max_resize_value
+        )
+        if is_training:
+            image, panoptic = augmentation.augment_clip(
+                image,
+                panoptic,
+                crop_size=crop_size,
+                options=options.augmentations,
+                label_pad_value=void_value,
+                seed=seed,
+            )
+        else:
+            image, panoptic = augmentation.pad_clip(
+                image, panoptic, crop_size=crop_size, label_pad_value=void_value
+            )
+        element = {
+            common.IMAGE: image,
+            common.PANOPTIC: panoptic,
+            common.SEMANTIC: tf.math.floordiv(panoptic, descriptor.label_divisor),
+            common.SEQUENCE_ID: frames[0]["sequence_id"],
+            common.FRAME_INDEX: tf.stack([frame["frame_index"] for frame in frames]),
+            common.ORIGINAL_SIZE: original_size,
+        }
+        element.update(
+            tube_targets.compute_tube_targets(
+                panoptic,
+                num_classes=descriptor.num_classes,
+                thing_ids=descriptor.thing_ids,
+                label_divisor=descriptor.label_divisor,
+                max_tubes=options.max_tubes_per_clip,
+                stride=options.tube_mask_stride,
+            )
+        )
+        return element
+
+    return parse
+
+
+def build_clip_dataset(
+    options: dataset_pb2.DatasetOptions,
+    is_training: bool,
+    input_context: tf.distribute.InputContext | None = None,
+) -> tf.data.Dataset:
+    """Builds the dataset of batched clips described in the module docstring.
+
+    Args:
+        options: dataset, file_pattern, batch_size (global), crop_size [height, width],
+            clip_length, frame_step, eval_clip_stride, augmentations, tube settings,
+            shuffle_buffer_size, repeat, deterministic and seed.
+        is_training: augment, shuffle and repeat (else: pad only, sequences in order).
+        input_context: from tf.distribute; the batch becomes the per-replica batch and the
+            clips are sharded over the input pipelines.
+
+    Returns:
+        A dataset of dicts (B = batch, static when training; h, w = (crop - 1) // stride + 1):
+          common.IMAGE: float32 [B, T, crop_height, crop_width, 3], values 0..255,
+          common.PANOPTIC: int32 [B, T, crop_height, crop_width],
+          common.SEMANTIC: int32 [B, T, crop_height, crop_width],
+          common.SEQUENCE_ID: string [B],
+          common.FRAME_INDEX: int32 [B, T],
+          common.ORIGINAL_SIZE: int32 [B, 2], frame size before resizing and padding,
+          common.TUBE_MASKS: float32 [B, T, h, w, max_tubes_per_clip],
+          common.TUBE_CLASSES: int32 [B, max_tubes_per_clip],
+          common.TUBE_VALID: float32 [B, max_tubes_per_clip],
+          common.VOID_MASK: float32 [B, T, h, w],
+          common.SEMANTIC_STRIDED: int32 [B, T, h, w].
+
+    Raises:
+        ValueError: crop_size is not [height, width] or clip_length < 1.
+        KeyError: unknown dataset name.
+        FileNotFoundError: file_pattern matches nothing.
+    """
+    if len(options.crop_size) != 2:
+        raise ValueError(f"crop_size must be [height, width], got {list(options.crop_size)}")
+    if options.clip_length < 1 or options.frame_step < 1:
+        raise ValueError("clip_length and frame_step must be >= 1")
+    paths = list_files(options.file_pattern)
+    batch_size = options.batch_size
+    seed = options.seed if options.deterministic else None
+    if is_training:
+        files = tf.data.Dataset.from_tensor_slices(paths).shuffle(len(paths), seed=seed)
+        clips = files.interleave(
+            lambda path: _clip_records(
+                tf.reshape(path, [1]), options.clip_length, frame_step=options.frame_step
+            ),
+            cycle_length=len(paths),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
+    else:
+        clips = _clip_records(
+            tf.constant(paths),
+            options.clip_length,
+            stride=eval_clip_stride(options),
+            cover_end=True,
+        )
+    if input_context is not None:
+        batch_size = input_context.get_per_replica_batch_size(batch_size)
+        clips = clips.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
+    if is_training:
+        clips = clips.shuffle(options.shuffle_buffer_size, seed=seed)
+        if options.repeat:
+            clips = clips.repeat()
+    seeds = tf.data.Dataset.random(seed=seed).batch(2)
+    dataset = tf.data.Dataset.zip((clips, seeds)).map(
+        _make_clip_parser(options, is_training), num_parallel_calls=tf.data.AUTOTUNE
+    )
+    dataset = dataset.batch(batch_size, drop_remainder=is_training)
+    data_options = tf.data.Options()
+    data_options.deterministic = options.deterministic
+    return dataset.prefetch(tf.data.AUTOTUNE).with_options(data_options)
