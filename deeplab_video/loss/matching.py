@@ -132,12 +132,12 @@ def _solve_wide(cost: tf.Tensor) -> tf.Tensor:
     return col_owner[:, 1:] - 1
 
 
-def _invert(partner: tf.Tensor, size: tf.Tensor) -> tf.Tensor:
+def _invert(partner: tf.Tensor, size: int | tf.Tensor) -> tf.Tensor:
     """Inverts a partial one-to-one map given as partner indices.
 
     Args:
       partner: int32 [batch, num_items]: the partner of every item, or UNASSIGNED.
-      size: int32 scalar, the number of partners.
+      size: the number of partners (int or int32 scalar).
 
     Returns:
       int32 [batch, size]: the item of every partner, or UNASSIGNED.

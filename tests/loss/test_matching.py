@@ -138,3 +138,13 @@ def test_rejects_wrong_rank():
         matching.linear_sum_assignment(tf.zeros([3, 3]))
     with pytest.raises(ValueError, match="rows, cols"):
         matching.linear_sum_assignment_2d(tf.zeros([1, 3, 3]))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("shape", [(8, 128, 128), (8, 128, 40), (8, 40, 128)])
+def test_full_size_costs_match_scipy_under_xla(shape):
+    cost = np.random.default_rng(13).uniform(size=shape).astype(np.float32)
+    row_to_col, col_to_row = tf.function(matching.linear_sum_assignment, jit_compile=True)(
+        tf.constant(cost)
+    )
+    _assert_optimal(cost, row_to_col, col_to_row, unique=True)
