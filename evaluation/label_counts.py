@@ -28,7 +28,7 @@ def as_label_map(labels: Any, name: str) -> np.ndarray:
         name: what the labels are (used in error messages).
 
     Returns:
-        int64 numpy array with the shape of `labels`.
+        integer numpy array with the shape and integer dtype of `labels`.
 
     Raises:
         TypeError: the labels are not integers.
@@ -37,7 +37,6 @@ def as_label_map(labels: Any, name: str) -> np.ndarray:
     array = np.asarray(labels)
     if not np.issubdtype(array.dtype, np.integer):
         raise TypeError(f"{name} must hold integer panoptic labels, got dtype {array.dtype}")
-    array = array.astype(np.int64, copy=False)
     if array.size and array.min() < 0:
         raise ValueError(f"{name} holds negative labels (min {array.min()})")
     return array
@@ -88,8 +87,8 @@ def label_pairs(
     """Counts the pixels of every (ground-truth label, predicted label) pair of a frame.
 
     Args:
-        y_true: int64 [height, width] ground-truth panoptic labels (any shape works).
-        y_pred: int64 predicted panoptic labels, same shape as `y_true`.
+        y_true: int [height, width] ground-truth panoptic labels (any shape works).
+        y_pred: int predicted panoptic labels, same shape as `y_true`.
         bound: labels must lie in [0, bound).
 
     Returns:
@@ -110,7 +109,10 @@ def label_pairs(
                 f"{name} holds label {labels.max()}, beyond the largest valid label "
                 f"{bound - 1} (semantic class too large for num_classes / ignore_label)"
             )
-    keys, counts = np.unique(y_true.ravel() * bound + y_pred.ravel(), return_counts=True)
+    keys = y_true.astype(np.int64).ravel()
+    keys *= bound
+    keys += y_pred.ravel()
+    keys, counts = np.unique(keys, return_counts=True)
     return keys // bound, keys % bound, counts.astype(np.int64)
 
 

@@ -16,6 +16,20 @@ import collections
 
 import numpy as np
 
+# Pairs of labels are counted as one int64 key, a * _PAIR_OFFSET + b (labels < 2**31).
+_PAIR_OFFSET = 2**31
+
+
+def _pair_counts(a, b):
+    """{(a, b): pixels} over the pixels of two equally shaped label arrays."""
+    keys, counts = np.unique(
+        a.astype(np.int64).ravel() * _PAIR_OFFSET + b.ravel(), return_counts=True
+    )
+    return {
+        (k // _PAIR_OFFSET, k % _PAIR_OFFSET): n
+        for k, n in zip(keys.tolist(), counts.tolist(), strict=True)
+    }
+
 
 class ReferenceSTQ:
     """STQ accumulated frame by frame into dicts, as DeepLab2's numpy version does."""
@@ -42,10 +56,7 @@ class ReferenceSTQ:
         )
         seq["frames"] += 1
         gt_class, pred_class = gt // self.divisor, pred // self.divisor
-        pairs, counts = np.unique(
-            np.stack([gt_class.ravel(), pred_class.ravel()]), axis=1, return_counts=True
-        )
-        for (g, p), n in zip(pairs.T.tolist(), counts.tolist(), strict=True):
+        for (g, p), n in _pair_counts(gt_class, pred_class).items():
             seq["pixels"][(g, p)] += n
         gt_thing = np.isin(gt_class, list(self.things))
         crowd = gt_thing & (gt % self.divisor == 0)
@@ -56,8 +67,7 @@ class ReferenceSTQ:
         for label, n in zip(*np.unique(pred[pred_track], return_counts=True), strict=True):
             seq["pred"][int(label)] += int(n)
         both = gt_track & pred_track
-        pairs, counts = np.unique(np.stack([gt[both], pred[both]]), axis=1, return_counts=True)
-        for (g, p), n in zip(pairs.T.tolist(), counts.tolist(), strict=True):
+        for (g, p), n in _pair_counts(gt[both], pred[both]).items():
             seq["both"][(g, p)] += n
 
     def _aq(self, seq):
@@ -134,7 +144,7 @@ def panoptic_window_stats(gt, pred, num_classes, things, ignore_label, divisor):
     pred = np.where(pred // divisor == ignore_label, void_gt, pred)
     gt_segments = _segments(gt, divisor, ignore_label, things, True)
     pred_segments = _segments(pred, divisor, ignore_label, things, False)
-    overlap = collections.Counter(zip(gt.ravel().tolist(), pred.ravel().tolist(), strict=True))
+    overlap = _pair_counts(gt, pred)
     gt_matched, pred_matched = set(), set()
     for (g, p), inter in overlap.items():
         if g not in gt_segments or p not in pred_segments:
