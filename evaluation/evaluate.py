@@ -239,6 +239,8 @@ def main(argv: Sequence[str]) -> None:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     space = _label_space()
     label_format = FLAGS.format or ("vipseg" if FLAGS.dataset == "vipseg" else "kitti_step")
+    if not all(n.isdigit() and int(n) > 0 for n in FLAGS.window_sizes):
+        raise app.UsageError(f"--window_sizes must be positive ints, got {FLAGS.window_sizes}")
     window_sizes = [int(n) for n in FLAGS.window_sizes]
     logging.info("Evaluating %s (%s format) with %s", FLAGS.pred_dir, label_format, space)
     try:
