@@ -2,6 +2,8 @@
 
 import os
 import shutil
+import subprocess
+import sys
 
 import cv2
 import numpy as np
@@ -200,3 +202,29 @@ def test_missing_split_folder(kitti_root, tmp_path, assert_no_output):
     shutil.rmtree(kitti_root / "images/val")
     _convert_fails(kitti_root, tmp_path / "out", "images/val: split folder not found")
     assert_no_output(tmp_path / "out")
+
+
+@pytest.mark.slow  # two Python + TensorFlow start-ups
+def test_cli(kitti_root, tmp_path):
+    """The console script's module, in a subprocess (absl flags are process-global)."""
+    out = tmp_path / "out"
+    command = [
+        sys.executable,
+        "-m",
+        "deeplab_video.data.converters.kitti_step_cli",
+        f"--kitti_step_root={kitti_root}",
+        f"--output_dir={out}",
+        "--splits=val,test",
+        "--num_shards=3",
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert sorted(os.listdir(out)) == [
+        "test-00000-of-00001.tfrecord",
+        "val-00000-of-00001.tfrecord",
+    ]
+    assert "kitti_step val: 100%" in result.stderr  # the progress bar
+    os.remove(kitti_root / "images/val/0002/000000.png")
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert "panoptic_maps/val/0002/000000.png: missing frame" in result.stderr

@@ -7,6 +7,8 @@ random colour per raw mask value and video, as create_panoptic_video_labels.py d
 
 import json
 import os
+import subprocess
+import sys
 
 import cv2
 import numpy as np
@@ -337,3 +339,28 @@ def test_missing_video_folder(tmp_path, assert_no_output):
     (tmp_path / "VIPSeg" / "val.txt").write_text("3_valvideo\nnot_downloaded\n")
     _convert_fails(root, tmp_path / "out", "images/not_downloaded: folder not found", "raw")
     assert_no_output(tmp_path / "out")
+
+
+@pytest.mark.slow  # two Python + TensorFlow start-ups
+def test_cli(tmp_path):
+    """The console script's module, in a subprocess (absl flags are process-global)."""
+    root, _ = _build(tmp_path, raw=False)
+    out = tmp_path / "out"
+    command = [
+        sys.executable,
+        "-m",
+        "deeplab_video.data.converters.vipseg_cli",
+        f"--vipseg_root={root}",
+        f"--output_dir={out}",
+        "--splits=val",
+        "--label_format=coco",
+        "--image_format=png",
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert os.listdir(out) == ["val-00000-of-00001.tfrecord"]
+    result = subprocess.run(
+        [*command[:-2], "--label_format=raw"], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 1
+    assert "panomasks/3_valvideo: folder not found" in result.stderr
