@@ -29,7 +29,9 @@ formed on the host while the records stream by, before any image is decoded:
     Frames are only padded bottom/right to crop_size.
 
 With an input context, clips (not files, since sequences span files) are sharded over the
-input pipelines, and the batch is the per-replica batch.
+input pipelines, and the batch is the per-replica batch. Element order is deterministic in
+evaluation always and in training when options.deterministic is set (then shuffling and
+augmentation are seeded with options.seed).
 """
 
 import collections
@@ -269,13 +271,17 @@ def build_clip_dataset(
     batch_size = options.batch_size
     seed = options.seed if options.deterministic else None
     if is_training:
-        files = tf.data.Dataset.from_tensor_slices(paths).shuffle(len(paths), seed=seed)
+        # Input pipelines must agree on the file order for their clip shards to partition
+        # the clips, so the file shuffle is seeded whenever there are several.
+        file_seed = options.seed if input_context is not None else seed
+        files = tf.data.Dataset.from_tensor_slices(paths).shuffle(len(paths), seed=file_seed)
         clips = files.interleave(
             lambda path: _clip_records(
                 tf.reshape(path, [1]), options.clip_length, frame_step=options.frame_step
             ),
             cycle_length=len(paths),
             num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=True,
         )
     else:
         clips = _clip_records(
@@ -297,5 +303,6 @@ def build_clip_dataset(
     )
     dataset = dataset.batch(batch_size, drop_remainder=is_training)
     data_options = tf.data.Options()
-    data_options.deterministic = options.deterministic
+    # Evaluation always keeps the order: stitching and tracking play sequences in order.
+    data_options.deterministic = options.deterministic or not is_training
     return dataset.prefetch(tf.data.AUTOTUNE).with_options(data_options)

@@ -31,7 +31,7 @@ import cv2
 import numpy as np
 from absl import logging
 
-from deeplab_video.data import datasets, tfrecord
+from deeplab_video.data import datasets, panoptic_png, tfrecord
 
 DESCRIPTOR = datasets.SYNTHETIC
 SPLITS = ("train", "val")
@@ -97,7 +97,8 @@ class _Object:
     wobble: tuple[float, float, float]  # amplitude, angular frequency, phase (perpendicular)
     radius: float
     scale_wobble: tuple[float, float]  # relative amplitude, phase
-    aspect: float  # boxes: width / height; triangles: rotation speed
+    aspect: float  # boxes: width / height
+    spin: float  # triangles: radians per frame
     depth: float
 
 
@@ -106,11 +107,9 @@ def _class_color(rng: np.random.Generator, semantic: int, spread: float) -> np.n
     return np.clip(base + rng.uniform(-spread, spread, 3), 0, 255).astype(np.float32)
 
 
-def _random_object(
-    rng: np.random.Generator, num_frames: int, height: int, width: int, semantic: int | None = None
-) -> _Object:
+def _random_object(rng: np.random.Generator, num_frames: int, height: int, width: int) -> _Object:
     """An object whose path passes through the frame at the middle of the sequence."""
-    semantic = int(rng.choice(DESCRIPTOR.thing_ids)) if semantic is None else semantic
+    semantic = int(rng.choice(DESCRIPTOR.thing_ids))
     middle = np.array([rng.uniform(0.35, 0.95) * height, rng.uniform(0.1, 0.9) * width])
     speed = rng.uniform(0.015, 0.05) * width
     angle = rng.uniform(0, 2 * np.pi)
@@ -124,6 +123,7 @@ def _random_object(
         radius=rng.uniform(0.07, 0.14) * min(height, width),
         scale_wobble=(rng.uniform(0.0, 0.15), rng.uniform(0, 2 * np.pi)),
         aspect=rng.uniform(0.6, 1.6),
+        spin=rng.uniform(-0.15, 0.15),
         depth=rng.uniform(),
     )
 
@@ -160,7 +160,7 @@ def _object_mask(obj: _Object, frame: int, yy: np.ndarray, xx: np.ndarray) -> np
     if obj.semantic == _BOX:
         return (np.abs(dx) <= radius * obj.aspect) & (np.abs(dy) <= radius / obj.aspect)
     # Triangle rotating slowly about its centre: inside all three half-planes.
-    angles = obj.aspect * 0.1 * frame + np.array([0.0, 2.0, 4.0]) * np.pi / 3 - np.pi / 2
+    angles = obj.spin * frame + np.array([0.0, 2.0, 4.0]) * np.pi / 3 - np.pi / 2
     corners = np.stack([np.sin(angles), np.cos(angles)], axis=1) * radius  # (y, x)
     inside = np.ones(yy.shape, bool)
     for i in range(3):
@@ -278,20 +278,23 @@ def write_tfrecords(
 
 
 def write_step_pngs(sequences: list[SyntheticSequence], output_dir: str, split: str) -> None:
-    """Writes images/{split}/... and panoptic_maps/{split}/... in KITTI-STEP's PNG format."""
+    """Writes images/{split}/... and panoptic_maps/{split}/... in KITTI-STEP's PNG format.
+
+    Raises:
+        OSError: an image cannot be written.
+    """
     for sequence in sequences:
         image_dir = os.path.join(output_dir, "images", split, sequence.sequence_id)
         label_dir = os.path.join(output_dir, "panoptic_maps", split, sequence.sequence_id)
         os.makedirs(image_dir, exist_ok=True)
-        os.makedirs(label_dir, exist_ok=True)
         for frame, (image, label) in enumerate(
             zip(sequence.images, sequence.panoptic, strict=True)
         ):
-            semantic, instance = np.divmod(label, DESCRIPTOR.label_divisor)
-            encoded = np.stack([semantic, instance // 256, instance % 256], -1).astype(np.uint8)
             name = tfrecord.frame_id_string(frame) + ".png"
-            cv2.imwrite(os.path.join(image_dir, name), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
-            cv2.imwrite(os.path.join(label_dir, name), cv2.cvtColor(encoded, cv2.COLOR_RGB2BGR))
+            panoptic_png.write(os.path.join(label_dir, name), label, DESCRIPTOR.label_divisor)
+            image_path = os.path.join(image_dir, name)
+            if not cv2.imwrite(image_path, cv2.cvtColor(image, cv2.COLOR_RGB2BGR)):
+                raise OSError(f"{image_path}: cannot be written")
 
 
 def ensure_synthetic_dataset(
