@@ -26,12 +26,12 @@ inference.
 
 import json
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
 from deeplab_video.data import datasets
-from deeplab_video.data.converters import common
+from deeplab_video.data.converters import common, segments
 
 IMAGE_DIR = "images"
 RAW_LABEL_DIR = "panomasks"
@@ -106,69 +106,9 @@ def list_split(root: str, split: str, label_format: str) -> list[common.Sequence
     return sequences
 
 
-class _TrackIds:
-    """Gives the thing segments of one video instance ids 1, 2, ... by first appearance."""
-
-    def __init__(self, video: str):
-        self._ids: dict[int, int] = {}
-        self._video = video
-
-    def get(self, key: int, path: str) -> int:
-        """Returns the instance id of segment `key`, a new one the first time it is seen."""
-        if key not in self._ids:
-            if len(self._ids) + 1 >= datasets.VIPSEG.label_divisor:
-                raise common.ConversionError(
-                    f"{path}: video '{self._video}' has more thing instances than label "
-                    f"divisor {datasets.VIPSEG.label_divisor} allows"
-                )
-            self._ids[key] = len(self._ids) + 1
-        return self._ids[key]
-
-
-def _category_is_thing(category: int, path: str) -> bool:
-    if not 0 <= category < datasets.VIPSEG.num_classes:
-        raise common.ConversionError(
-            f"{path}: category id {category} is outside VIPSeg's "
-            f"0..{datasets.VIPSEG.num_classes - 1}"
-        )
-    return category in datasets.VIPSEG.thing_ids
-
-
-def _to_panoptic(
-    segment_map: np.ndarray,
-    segment_class: Callable[[int], tuple[int, bool]],
-    track_ids: _TrackIds,
-    path: str,
-) -> np.ndarray:
-    """Turns a map of segment keys into semantic * label_divisor + instance.
-
-    Segments are visited in raster order of their first pixel, so that instance ids do
-    not depend on how the label form numbers its segments.
-
-    Args:
-        segment_map: int64 [height, width]; 0 is void, any other value one segment.
-        segment_class: segment key -> (category id, whether it gets an instance id).
-        track_ids: the video's instance ids.
-        path: the label file (for messages).
-
-    Returns:
-        int32 [height, width].
-    """
-    divisor = datasets.VIPSEG.label_divisor
-    panoptic = np.full(segment_map.shape, datasets.VIPSEG.ignore_label * divisor, np.int32)
-    keys, first_pixel = np.unique(segment_map, return_index=True)
-    for key in keys[np.argsort(first_pixel)]:
-        if key == 0:
-            continue
-        category, has_instance = segment_class(int(key))
-        instance = track_ids.get(int(key), path) if has_instance else 0
-        panoptic[segment_map == key] = category * divisor + instance
-    return panoptic
-
-
 def _read_raw_labels(sequence: common.SequenceFiles) -> Iterator[np.ndarray]:
     """Label reader of the raw form (panomasks/)."""
-    track_ids = _TrackIds(sequence.sequence_id)
+    track_ids = segments.TrackIds(sequence.sequence_id, datasets.VIPSEG.label_divisor)
     for frame in sequence.frames:
         path = frame.label_path
         mask = common.read_png(path)
@@ -180,9 +120,11 @@ def _read_raw_labels(sequence: common.SequenceFiles) -> Iterator[np.ndarray]:
                 category = value - 1
             else:
                 category = value // _RAW_INSTANCE_FACTOR - 1
-            return category, _category_is_thing(category, path)
+            return category, segments.class_is_thing(category, datasets.VIPSEG, path)
 
-        yield _to_panoptic(mask.astype(np.int64), segment_class, track_ids, path)
+        yield segments.to_panoptic(
+            mask.astype(np.int64), segment_class, track_ids, datasets.VIPSEG, 0, path
+        )
 
 
 def _coco_label_reader(
@@ -196,7 +138,7 @@ def _coco_label_reader(
     json_path = os.path.join(root, COCO_JSON.format(split=split))
     try:
         with open(json_path, encoding="utf-8") as f:
-            segments = {
+            segments_info = {
                 video["video_id"]: {
                     os.path.splitext(frame["file_name"])[0]: {
                         segment["id"]: segment for segment in frame["segments_info"]
@@ -209,16 +151,16 @@ def _coco_label_reader(
         raise common.ConversionError(f"{json_path}: not a VIPSeg panoptic JSON ({e!r})") from e
     for sequence in sequences:
         for frame in sequence.frames:
-            if frame.name not in segments.get(sequence.sequence_id, {}):
+            if frame.name not in segments_info.get(sequence.sequence_id, {}):
                 raise common.ConversionError(
                     f"{frame.label_path}: no segments_info for this frame in {json_path}"
                 )
 
     def read(sequence: common.SequenceFiles) -> Iterator[np.ndarray]:
-        track_ids = _TrackIds(sequence.sequence_id)
+        track_ids = segments.TrackIds(sequence.sequence_id, datasets.VIPSEG.label_divisor)
         for frame in sequence.frames:
             path = frame.label_path
-            info = segments[sequence.sequence_id][frame.name]
+            info = segments_info[sequence.sequence_id][frame.name]
             rgb = common.read_png(path)
             if rgb.ndim != 3 or rgb.dtype != np.uint8:
                 raise common.ConversionError(f"{path}: expected an 8-bit RGB panoptic PNG")
@@ -231,10 +173,12 @@ def _coco_label_reader(
                         f"{path}: segment {segment_id} has no segments_info in {json_path}"
                     )
                 category = int(info[segment_id]["category_id"])
-                is_thing = _category_is_thing(category, path)
+                is_thing = segments.class_is_thing(category, datasets.VIPSEG, path)
                 return category, is_thing and not info[segment_id].get("iscrowd", 0)
 
-            yield _to_panoptic(segment_map, segment_class, track_ids, path)
+            yield segments.to_panoptic(
+                segment_map, segment_class, track_ids, datasets.VIPSEG, 0, path
+            )
 
     return read
 

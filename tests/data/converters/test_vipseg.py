@@ -284,7 +284,7 @@ def test_unknown_raw_category(tmp_path):
     mask = _raw_mask(0, 1)
     mask[5, 5] = 125 * 100 + 2  # category 124: VIPSeg has 0..123
     _write(root / "panomasks/3_valvideo/00000025.png", mask)
-    match = r"3_valvideo/00000025.png: category id 124 is outside VIPSeg's 0..123"
+    match = r"3_valvideo/00000025.png: category id 124 is outside vipseg's 0..123"
     _convert_fails(root, tmp_path / "out", match, "raw")
     assert sorted(os.listdir(tmp_path / "out")) == [
         "train-00000-of-00002.tfrecord",
