@@ -35,14 +35,6 @@ from deeplab_video.loss import (
 )
 from deeplab_video.protos import trainer_pb2
 
-# kMaX-DeepLab values that LossOptions does not expose (yet).
-# Focal alpha of the PQ-style loss: real-class queries weigh alpha, void ones 1 - alpha.
-_PQ_STYLE_FOCAL_ALPHA = 0.75
-# Pixel-feature similarities are divided by this before the instance-discrimination softmax.
-_INSTANCE_DISCRIMINATION_LOGIT_TEMPERATURE = 0.3
-# Temperature of the small-tube-favouring pixel draw of the auxiliary semantic loss.
-_SEMANTIC_SAMPLE_TEMPERATURE = 2.0
-
 _REQUIRED_TARGETS = (
     common.TUBE_MASKS,
     common.TUBE_CLASSES,
@@ -71,11 +63,15 @@ def _validate_options(options: trainer_pb2.LossOptions, num_classes: int) -> Non
         "instance_discrimination_sample_k",
         "auxiliary_semantic_sample_k",
         "instance_discrimination_temperature",
+        "auxiliary_semantic_sample_temperature",
+        "pq_style_focal_alpha",
         "small_instance_weight",
         "small_instance_area",
     ):
         if getattr(options, name) < 0:
             raise ValueError(f"loss_options.{name} must be >= 0, got {getattr(options, name)}.")
+    if options.instance_discrimination_logit_temperature <= 0:
+        raise ValueError("loss_options.instance_discrimination_logit_temperature must be > 0.")
     if options.dice_epsilon <= 0:
         raise ValueError(f"loss_options.dice_epsilon must be > 0, got {options.dice_epsilon}.")
     if not 0.0 < options.auxiliary_semantic_top_k_percent <= 1.0:
@@ -199,7 +195,7 @@ class VideoKMaXLoss:
                     clip.pixel_valid,
                     sample_k=options.instance_discrimination_sample_k,
                     sample_temperature=options.instance_discrimination_temperature,
-                    temperature=_INSTANCE_DISCRIMINATION_LOGIT_TEMPERATURE,
+                    temperature=options.instance_discrimination_logit_temperature,
                 )
             )
         if common.LOSS_AUXILIARY_SEMANTIC in self._weights:
@@ -257,9 +253,11 @@ class VideoKMaXLoss:
                 )
                 final_match = match if final_match is None else final_match
             dice_term = pq_style_loss.mask_dice_term(
-                mask_logits, match, _PQ_STYLE_FOCAL_ALPHA, floor, options.dice_epsilon
+                mask_logits, match, options.pq_style_focal_alpha, floor, options.dice_epsilon
             )
-            class_term = pq_style_loss.class_term(class_logits, match, _PQ_STYLE_FOCAL_ALPHA, floor)
+            class_term = pq_style_loss.class_term(
+                class_logits, match, options.pq_style_focal_alpha, floor
+            )
             pq_total += dice_term + options.pq_style_class_term_weight * class_term
             mask_id_total += mask_id_loss.mask_id_cross_entropy(mask_logits, match)
         losses = {
@@ -296,7 +294,7 @@ class VideoKMaXLoss:
             small_weight=options.small_instance_weight,
         )
         sampling_logits = loss_utils.inverse_area_sampling_logits(
-            clip.gt_masks, clip.pixel_valid, _SEMANTIC_SAMPLE_TEMPERATURE
+            clip.gt_masks, clip.pixel_valid, options.auxiliary_semantic_sample_temperature
         )
         return semantic_loss.auxiliary_semantic_loss(
             loss_utils.flatten_clip(logits),
