@@ -6,7 +6,9 @@ formed on the host while the records stream by, before any image is decoded:
   * Files are read whole and in order by a Python generator (tf.data.from_generator), which
     parses only the sequence id and frame id of each record. Reading through Python costs
     a fraction of a millisecond per record, next to image decoding, and buys an error that
-    names the shard: tf.data's own reader reports a corrupt record without its file.
+    names the shard: tf.data's own reader reports a corrupt record without its file. (The
+    generator runs in the input pipeline's Python process, so the dataset cannot be
+    shipped to tf.data service or to a remote TPU host.)
   * The records of one sequence must be contiguous and in increasing frame order in that
     stream (DeepLab2's converter and ours write them so; a sequence may continue into the
     next shard). A sequence that reappears later, or a frame that goes backwards, raises
@@ -19,7 +21,7 @@ formed on the host while the records stream by, before any image is decoded:
   * Training: every start position is a clip. Each file is its own stream and the files are
     interleaved (in a reshuffled order every epoch), so batches mix sequences; a clip that
     would cross from one shard into the next is therefore not formed (at most span - 1
-    clips per split sequence; our writer never splits a sequence). Clips are shuffled
+    clips per split sequence; the synthetic writer never splits one). Clips are shuffled
     (shuffle_buffer_size), repeated, then decoded and augmented in a parallel map.
   * Evaluation: all files form one stream in sorted order, so nothing is lost at shard
     boundaries. Clips start every `stride` records (eval_clip_stride, 0 -> max(T - 1, 1):
@@ -27,6 +29,8 @@ formed on the host while the records stream by, before any image is decoded:
     stride position does not reach the end of a sequence, one more clip starting at
     length - T covers its last frames (it overlaps its predecessor by more than usual).
     Frames are only padded bottom/right to crop_size.
+  * In both modes, frames are first resized when min_resize_value / max_resize_value are
+    set (DeepLab2's resize_to_range); ORIGINAL_SIZE is the size before that.
 
 With an input context, clips (not files, since sequences span files) are sharded over the
 input pipelines, and the batch is the per-replica batch. Element order is deterministic in

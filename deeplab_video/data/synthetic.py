@@ -319,21 +319,9 @@ def ensure_synthetic_dataset(
     output_dir = os.fspath(output_dir)
     config = config or SyntheticConfig()
     wanted = dataclasses.asdict(config)
-    marker = os.path.join(output_dir, MARKER_FILE)
-    if os.path.exists(marker):
-        with open(marker, encoding="utf-8") as f:
-            found = json.load(f)
-        if found != wanted:
-            raise ValueError(
-                f"{output_dir} holds a synthetic dataset generated with {found}, not {wanted}; "
-                "delete it or choose another directory"
-            )
+    if _check_existing(output_dir, wanted):
         logging.info("Synthetic dataset already present in %s", output_dir)
         return output_dir
-    if os.path.isdir(output_dir) and os.listdir(output_dir):
-        raise FileExistsError(
-            f"{output_dir} is not empty and holds no {MARKER_FILE}; choose an empty directory"
-        )
     parent = os.path.dirname(os.path.abspath(output_dir))
     os.makedirs(parent, exist_ok=True)
     staging = tempfile.mkdtemp(prefix=".synthetic-", dir=parent)
@@ -347,8 +335,36 @@ def ensure_synthetic_dataset(
             logging.info("Wrote %d %s sequences to %s", len(sequences), split, output_dir)
         with open(os.path.join(staging, MARKER_FILE), "w", encoding="utf-8") as f:
             json.dump(wanted, f, indent=2)
-        os.replace(staging, output_dir)
-    except BaseException:
+        try:
+            os.replace(staging, output_dir)
+        except OSError:
+            # Another process finished the same dataset first: keep its copy.
+            if not _check_existing(output_dir, wanted):
+                raise
+    finally:
         shutil.rmtree(staging, ignore_errors=True)
-        raise
     return output_dir
+
+
+def _check_existing(output_dir: str, wanted: dict) -> bool:
+    """True when output_dir holds the wanted dataset; False when it is absent or empty.
+
+    Raises:
+        ValueError: it holds a synthetic dataset made with other parameters.
+        FileExistsError: it is not empty and holds no synthetic dataset.
+    """
+    marker = os.path.join(output_dir, MARKER_FILE)
+    if os.path.exists(marker):
+        with open(marker, encoding="utf-8") as f:
+            found = json.load(f)
+        if found != wanted:
+            raise ValueError(
+                f"{output_dir} holds a synthetic dataset generated with {found}, not {wanted}; "
+                "delete it or choose another directory"
+            )
+        return True
+    if os.path.isdir(output_dir) and os.listdir(output_dir):
+        raise FileExistsError(
+            f"{output_dir} is not empty and holds no {MARKER_FILE}; choose an empty directory"
+        )
+    return False

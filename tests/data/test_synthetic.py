@@ -118,6 +118,21 @@ def test_ensure_writes_once_and_checks_parameters(tmp_path):
     assert not [n for n in os.listdir(tmp_path) if n.startswith(".synthetic-")]
 
 
+def test_concurrent_generation_keeps_the_first_copy(tmp_path, monkeypatch):
+    root = tmp_path / "race"
+    real_replace = os.replace
+
+    def another_process_wins(source, target):
+        monkeypatch.setattr(os, "replace", real_replace)
+        synthetic.ensure_synthetic_dataset(target, TINY)  # the other process
+        real_replace(source, target)  # now fails: the target is not empty
+
+    monkeypatch.setattr(os, "replace", another_process_wins)
+    assert synthetic.ensure_synthetic_dataset(root, TINY) == str(root)
+    assert (root / synthetic.MARKER_FILE).exists()
+    assert sorted(os.listdir(tmp_path)) == ["race"]
+
+
 def test_written_files_hold_the_generated_videos(tmp_path):
     root = tmp_path / "a"
     synthetic.ensure_synthetic_dataset(root, TINY)
