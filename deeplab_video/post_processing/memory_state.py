@@ -13,17 +13,10 @@ frame, the unit of refresh_frames):
 1. Stitched detections (stitched_id >= 0) keep their id without decoding. Their memory
    entry is updated (or inserted if the id is not in memory yet).
 2. The other detections are scored against the valid entries that no stitched detection
-   claimed: LA-MB: f(i, j) = cos(q_i, q_hat_j) * exp(-d(b_i, b_hat_j) / temperature);
-   naive-MB: cos(q_i, q_hat_j). d is the L2 distance of the normalised xyxy boxes
-   (box_distance "l2", as the official `lamb_module.py`) or its square ("squared_l2", as
-   written in Algorithm 1; squared distances of normalised boxes are smaller, so the same
-   temperature penalises motion less). Pairs need f >= similarity_threshold and, with
-   class_check, the same class.
-3. Assignment "hungarian" maximises the total score one-to-one (the solver shared with
-   the loss, `loss/matching.py`); pairs ruled out in step 2 count as unmatched (score 0)
-   rather than being solved and dropped afterwards as the official code does.
-   "argmax" is Algorithm 1's per-object argmax; when several objects pick the same
-   entry, the best-scoring one gets it and the others are new objects (ids stay unique).
+   claimed (LA-MB: cosine x location term; naive-MB: cosine; see `memory_matching`).
+   Pairs need score >= similarity_threshold and, with class_check, the same class.
+3. One-to-one assignment of the allowed pairs ("hungarian", the solver shared with the
+   loss) or Algorithm 1's per-object "argmax" (`memory_matching.assign`).
 4. Unmatched detections get new ids counting up from `next_id` in row order; next_id
    always exceeds every stitched id seen, so stitched and new ids share one id space.
 5. Encoding: a matched or stitched entry takes q_hat <- momentum * q_hat +
@@ -44,13 +37,12 @@ from typing import NamedTuple
 
 import tensorflow as tf
 
-from deeplab_video.loss import matching
+from deeplab_video.post_processing import memory_matching
 from deeplab_video.protos import evaluator_pb2
 
 _DEFAULTS = evaluator_pb2.MemoryBufferOptions()
 _KINDS = ("location_aware", "naive", "none")
 _BOX_DISTANCES = ("l2", "squared_l2")
-_ASSIGNMENTS = ("hungarian", "argmax")
 
 
 class MemoryState(NamedTuple):
@@ -108,7 +100,7 @@ class MemoryParams(NamedTuple):
         for name, allowed in (
             ("kind", _KINDS),
             ("box_distance", _BOX_DISTANCES),
-            ("assignment", _ASSIGNMENTS),
+            ("assignment", memory_matching.ASSIGNMENTS),
         ):
             if getattr(self, name) not in allowed:
                 raise ValueError(
@@ -158,87 +150,6 @@ def state_spec(max_tracks: int | None = None, embedding_dim: int | None = None) 
         valid=tf.TensorSpec(slots, tf.bool),
         next_id=tf.TensorSpec([], tf.int32),
     )
-
-
-def association_scores(
-    boxes: tf.Tensor,
-    embeddings: tf.Tensor,
-    memory_boxes: tf.Tensor,
-    memory_embeddings: tf.Tensor,
-    params: MemoryParams,
-) -> tf.Tensor:
-    """Scores f(i, j) of every (detection, memory entry) pair.
-
-    Args:
-      boxes: float32 [N, 4] normalised xyxy.
-      embeddings: float32 [N, D].
-      memory_boxes: float32 [M, 4].
-      memory_embeddings: float32 [M, D].
-      params: kind, box_distance and temperature.
-
-    Returns:
-      float32 [N, M]: cosine similarity, times exp(-distance / temperature) for LA-MB.
-    """
-    cosine = tf.matmul(
-        tf.math.l2_normalize(embeddings, axis=-1),
-        tf.math.l2_normalize(memory_embeddings, axis=-1),
-        transpose_b=True,
-    )
-    if params.kind != "location_aware":
-        return cosine
-    squared = tf.reduce_sum(
-        tf.math.squared_difference(boxes[:, tf.newaxis, :], memory_boxes[tf.newaxis, :, :]),
-        axis=-1,
-    )
-    distance = squared if params.box_distance == "squared_l2" else tf.sqrt(squared)
-    return cosine * tf.exp(-distance / params.temperature)
-
-
-def _hungarian(scores: tf.Tensor, allowed: tf.Tensor) -> tf.Tensor:
-    """One-to-one assignment maximising the summed score of allowed pairs.
-
-    Only rows and columns with an allowed pair enter the solver.
-
-    Args:
-      scores: float32 [N, M].
-      allowed: bool [N, M].
-
-    Returns:
-      int32 [N]: the entry matched to each detection, or -1.
-    """
-    rows = tf.cast(tf.where(tf.reduce_any(allowed, axis=1))[:, 0], tf.int32)
-    cols = tf.cast(tf.where(tf.reduce_any(allowed, axis=0))[:, 0], tf.int32)
-    sub_allowed = tf.gather(tf.gather(allowed, rows), cols, axis=1)
-    sub_scores = tf.where(sub_allowed, tf.gather(tf.gather(scores, rows), cols, axis=1), 0.0)
-    row_to_col, _ = matching.linear_sum_assignment_2d(sub_scores, maximize=True)
-    safe_col = tf.maximum(row_to_col, 0)
-    kept = (row_to_col >= 0) & tf.gather(sub_allowed, safe_col, batch_dims=1)
-    row_slots = tf.where(kept, tf.gather(cols, safe_col), -1)
-    return tf.tensor_scatter_nd_update(
-        tf.fill([tf.shape(scores)[0]], -1), rows[:, tf.newaxis], row_slots
-    )
-
-
-def _argmax(scores: tf.Tensor, allowed: tf.Tensor) -> tf.Tensor:
-    """Per-detection argmax; an entry picked twice goes to the higher score.
-
-    Args:
-      scores: float32 [N, M].
-      allowed: bool [N, M].
-
-    Returns:
-      int32 [N]: the entry matched to each detection, or -1.
-    """
-    masked = tf.where(allowed, scores, -float("inf"))
-    best = tf.argmax(masked, axis=1, output_type=tf.int32)
-    has = tf.reduce_any(allowed, axis=1)
-    claims = has[:, tf.newaxis] & tf.equal(best[:, tf.newaxis], tf.range(tf.shape(scores)[1]))
-    claim_scores = tf.where(claims, tf.reduce_max(masked, axis=1, keepdims=True), -float("inf"))
-    top = claims & tf.equal(claim_scores, tf.reduce_max(claim_scores, axis=0, keepdims=True))
-    rows = tf.range(tf.shape(scores)[0])
-    winner = tf.reduce_min(tf.where(top, rows[:, tf.newaxis], tf.shape(scores)[0]), axis=0)
-    won = has & tf.equal(tf.gather(winner, best), rows)
-    return tf.where(won, best, -1)
 
 
 def _slot_owner(targets: tf.Tensor, num_slots: tf.Tensor) -> tf.Tensor:
@@ -340,7 +251,15 @@ def update(
     # 2-3. Decode the rest against the unclaimed entries.
     decode = valid & ~stitched
     candidates = state.valid & ~claimed
-    scores = association_scores(boxes, embeddings, state.boxes, state.embeddings, params)
+    scores = memory_matching.association_scores(
+        boxes,
+        embeddings,
+        state.boxes,
+        state.embeddings,
+        location_aware=params.kind == "location_aware",
+        squared_distance=params.box_distance == "squared_l2",
+        temperature=params.temperature,
+    )
     allowed = (
         decode[:, tf.newaxis] & candidates[tf.newaxis, :] & (scores >= params.similarity_threshold)
     )
@@ -350,8 +269,7 @@ def update(
         matched_slot = tf.fill(tf.shape(valid), -1)
         matching_space = tf.constant(0, tf.int32)
     else:
-        assign = _hungarian if params.assignment == "hungarian" else _argmax
-        matched_slot = assign(scores, allowed)
+        matched_slot = memory_matching.assign(scores, allowed, params.assignment)
         matching_space = tf.reduce_sum(tf.cast(candidates, tf.int32)) * tf.reduce_sum(
             tf.cast(decode, tf.int32)
         )

@@ -186,7 +186,7 @@ def relabel(panoptic: tf.Tensor, track_ids: tf.Tensor, label_divisor: int) -> tf
         label_divisor,
         message="video ids reached label_divisor; they no longer fit the panoptic encoding",
     )
-    table = tf.concat([[0], tf.maximum(track_ids, 0)], axis=0)
-    instances = tf.math.floormod(panoptic, label_divisor)
+    # Row k moves instance k + 1 to its video id: add (video id - (k + 1)).
+    shift = tf.concat([[0], tf.maximum(track_ids, 0) - tf.range(1, tf.size(track_ids) + 1)], 0)
     with tf.control_dependencies([check]):
-        return panoptic - instances + tf.gather(table, instances)
+        return panoptic + tf.gather(shift, tf.math.floormod(panoptic, label_divisor))

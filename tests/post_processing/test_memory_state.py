@@ -39,24 +39,6 @@ def test_initial_state_and_spec():
         memory_state.initial_state(0, 3)
 
 
-@pytest.mark.parametrize("box_distance", ["l2", "squared_l2"])
-def test_association_scores_by_hand(box_distance):
-    boxes = np.array([[0.0, 0.0, 0.3, 0.4]], np.float32)
-    memory_boxes = np.array([[0.0, 0.0, 0.0, 0.0]], np.float32)  # distance 0.5 (sq 0.25)
-    embeddings = np.array([[1.0, 0.0]], np.float32)
-    memory_embeddings = np.array([[3.0, 3.0]], np.float32)  # cosine 1/sqrt(2)
-    params = memory_state.MemoryParams(temperature=2.0, box_distance=box_distance)
-    scores = memory_state.association_scores(
-        boxes, embeddings, memory_boxes, memory_embeddings, params
-    )
-    distance = 0.25 if box_distance == "squared_l2" else 0.5
-    assert float(scores[0, 0]) == pytest.approx(np.sqrt(0.5) * np.exp(-distance / 2.0))
-    naive = memory_state.association_scores(
-        boxes, embeddings, memory_boxes, memory_embeddings, params._replace(kind="naive")
-    )
-    assert float(naive[0, 0]) == pytest.approx(np.sqrt(0.5))
-
-
 def test_boxes_propagate_at_constant_velocity_while_unmatched():
     state = memory_state.initial_state(4, 2)
     state, ids, _ = _step(state, 0, [0.1, 0.2, 0.2, 0.3], [1, 0], [1])
