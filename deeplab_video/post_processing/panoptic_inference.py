@@ -189,25 +189,34 @@ def _pixelwise_owner(
     return tf.where(solid, tf.gather(rank, best), num_queries)
 
 
-def _resize_logits(logits: tf.Tensor, size: tuple[int, int]) -> tf.Tensor:
-    """Bilinear resize of [num_frames, h, w, channels], align_corners=True (DeepLab2)."""
-    if tuple(logits.shape[1:3]) == tuple(size):
+def _is_static_size(tensor: tf.Tensor, size: tuple) -> bool:
+    """Whether `tensor`'s axes 1 and 2 are statically known to equal the Python ints `size`."""
+    return all(isinstance(side, int) for side in size) and tuple(tensor.shape[1:3]) == size
+
+
+def _resize_logits(logits: tf.Tensor, size: tuple) -> tf.Tensor:
+    """Bilinear resize of [num_frames, h, w, channels], align_corners=True (DeepLab2).
+
+    `size` holds two ints or two int32 scalar tensors.
+    """
+    if _is_static_size(logits, size):
         return logits
     return tf.compat.v1.image.resize_bilinear(logits, size, align_corners=True)
 
 
-def _resize_nearest(labels: tf.Tensor, size: tuple[int, int]) -> tf.Tensor:
+def _resize_nearest(labels: tf.Tensor, size: tuple) -> tf.Tensor:
     """Nearest-neighbour resize of int32 [num_frames, h, w] with aligned corners.
 
     Output pixel y reads input row round(y * (h - 1) / (height - 1)), the sampling
     grid of `_resize_logits`, so stride-4 segments land where the logits put them.
+    `size` holds two ints or two int32 scalar tensors.
     """
 
     def source(out_size, in_size):
-        scale = tf.cast(in_size - 1, tf.float32) / max(out_size - 1, 1)
+        scale = tf.cast(in_size - 1, tf.float32) / tf.cast(tf.maximum(out_size - 1, 1), tf.float32)
         return tf.cast(tf.floor(tf.range(out_size, dtype=tf.float32) * scale + 0.5), tf.int32)
 
-    if tuple(labels.shape[1:3]) == tuple(size):
+    if _is_static_size(labels, size):
         return labels
     labels = tf.gather(labels, source(size[0], tf.shape(labels)[1]), axis=1)
     return tf.gather(labels, source(size[1], tf.shape(labels)[2]), axis=2)
@@ -217,7 +226,7 @@ def panoptic_inference(
     mask_logits: tf.Tensor,
     class_logits: tf.Tensor,
     query_embeddings: tf.Tensor,
-    output_size: tuple[int, int],
+    output_size: tuple[int | tf.Tensor, int | tf.Tensor],
     descriptor: datasets.DatasetDescriptor,
     options: evaluator_pb2.PostProcessingOptions,
 ) -> ClipPanoptic:
@@ -227,7 +236,8 @@ def panoptic_inference(
       mask_logits: float32 [num_frames, h, w, num_queries] (stride 4); num_queries static.
       class_logits: float32 [num_queries, num_classes + 1], void last.
       query_embeddings: float32 [num_queries, embedding_dim].
-      output_size: (height, width) of the returned panoptic clip.
+      output_size: (height, width) of the returned panoptic clip: ints, or int32 scalar
+        tensors when the frame size is only known at run time (the exported model).
       descriptor: dataset constants (thing_ids, label_divisor, ignore_label).
       options: thresholds, area limits, mode and object capacity.
 
@@ -245,7 +255,7 @@ def panoptic_inference(
     num_queries = mask_logits.shape[-1]
     if num_queries is None:
         raise ValueError("mask_logits needs a static number of queries (last axis).")
-    output_size = (int(output_size[0]), int(output_size[1]))
+    output_size = tuple(side if tf.is_tensor(side) else int(side) for side in output_size)
     max_objects = options.max_objects_per_clip
     divisor = descriptor.label_divisor
 
