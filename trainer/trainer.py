@@ -16,9 +16,9 @@ from collections.abc import Mapping, Sequence
 import orbit
 import tensorflow as tf
 import tf_keras
-from deeplab_video.trainer import optimizer as optimizer_lib
 
 from deeplab_video import common
+from deeplab_video.trainer import optimizer as optimizer_lib
 
 # Prefix of the per-term loss entries in the train output (and TensorBoard tags).
 LOSS_PREFIX = "losses/"
@@ -66,7 +66,7 @@ class Trainer(orbit.StandardTrainer):
         Args:
             model: maps a clip, float32 [batch, num_frames, height, width, 3], to the
                 dict of `common.PRED_*` outputs.
-            loss: has `get_loss_names()` and is called as loss(predictions, targets),
+            loss: has `get_loss_names()` and is called as loss(targets, predictions),
                 returning per-sample float32 [batch] losses keyed by those names, one of
                 which is `common.LOSS_TOTAL`.
             optimizer: from `optimizer.build_optimizer` (possibly a LossScaleOptimizer).
@@ -179,7 +179,7 @@ class Trainer(orbit.StandardTrainer):
             outputs = self._model(inputs[common.IMAGE], training=True)
             # Under mixed precision the losses are computed in float32 (as TFM does).
             outputs = tf.nest.map_structure(_to_float32, outputs)
-            per_sample = self._loss(outputs, inputs)
+            per_sample = self._loss(inputs, outputs)
             if set(per_sample) != set(self._loss_names):
                 raise ValueError(
                     f"the loss returned {sorted(per_sample)} but published "

@@ -14,11 +14,11 @@ import orbit
 import pytest
 import tensorflow as tf
 import tf_keras
-from deeplab_video.trainer import optimizer as optimizer_lib
-from deeplab_video.trainer import trainer as trainer_lib
 
 from deeplab_video import common
 from deeplab_video.protos import config_pb2
+from deeplab_video.trainer import optimizer as optimizer_lib
+from deeplab_video.trainer import trainer as trainer_lib
 from tests.trainer import logical_cpus
 
 _CLIP_SHAPE = (2, 4, 4, 3)  # num_frames, height, width, channels
@@ -32,7 +32,7 @@ class _SquaredErrorLoss:
     def get_loss_names(self):
         return (common.LOSS_TOTAL, "squared_error")
 
-    def __call__(self, predictions, targets):
+    def __call__(self, targets, predictions):
         target = tf.cast(targets[common.SEMANTIC][:, :1, 0, 0], tf.float32)  # [batch, 1]
         error = tf.reduce_sum(tf.square(predictions["logits"] - target), axis=-1)
         return {"squared_error": error, common.LOSS_TOTAL: 2.0 * error}
