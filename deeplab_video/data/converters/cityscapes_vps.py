@@ -95,9 +95,7 @@ def _read_labels(sequence: common.SequenceFiles) -> Iterator[np.ndarray]:
             is_thing = segments.class_is_thing(category, descriptor, path)
             return category, is_thing and value >= _THING_FACTOR
 
-        yield segments.to_panoptic(
-            label.astype(np.int64), segment_class, track_ids, descriptor, _VOID, path
-        )
+        yield segments.to_panoptic(label, segment_class, track_ids, descriptor, _VOID, path)
 
 
 def convert(

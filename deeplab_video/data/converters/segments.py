@@ -64,7 +64,8 @@ def to_panoptic(
     """Turns a map of segment keys into semantic * label_divisor + instance.
 
     Args:
-        segment_map: int64 [height, width], one key per segment.
+        segment_map: integer [height, width] (the narrowest dtype sorts fastest), one key
+            per segment.
         segment_class: segment key -> (class id, whether the segment gets an instance id);
             raises ConversionError for an unknown class.
         track_ids: the video's instance ids (updated with the new segments).
@@ -76,12 +77,13 @@ def to_panoptic(
         int32 [height, width].
     """
     divisor = descriptor.label_divisor
-    panoptic = np.full(segment_map.shape, descriptor.ignore_label * divisor, np.int32)
-    keys, first_pixel = np.unique(segment_map, return_index=True)
-    for key in keys[np.argsort(first_pixel)]:
+    keys, first_pixel, inverse = np.unique(segment_map, return_index=True, return_inverse=True)
+    labels = np.full(keys.shape, descriptor.ignore_label * divisor, np.int32)
+    for index in np.argsort(first_pixel):
+        key = int(keys[index])
         if key == void_key:
             continue
-        category, has_instance = segment_class(int(key))
-        instance = track_ids.get(int(key), path) if has_instance else 0
-        panoptic[segment_map == key] = category * divisor + instance
-    return panoptic
+        category, has_instance = segment_class(key)
+        instance = track_ids.get(key, path) if has_instance else 0
+        labels[index] = category * divisor + instance
+    return labels[inverse].reshape(segment_map.shape)

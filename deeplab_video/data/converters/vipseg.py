@@ -122,9 +122,7 @@ def _read_raw_labels(sequence: common.SequenceFiles) -> Iterator[np.ndarray]:
                 category = value // _RAW_INSTANCE_FACTOR - 1
             return category, segments.class_is_thing(category, datasets.VIPSEG, path)
 
-        yield segments.to_panoptic(
-            mask.astype(np.int64), segment_class, track_ids, datasets.VIPSEG, 0, path
-        )
+        yield segments.to_panoptic(mask, segment_class, track_ids, datasets.VIPSEG, 0, path)
 
 
 def _coco_label_reader(
@@ -164,7 +162,7 @@ def _coco_label_reader(
             rgb = common.read_png(path)
             if rgb.ndim != 3 or rgb.dtype != np.uint8:
                 raise common.ConversionError(f"{path}: expected an 8-bit RGB panoptic PNG")
-            rgb = rgb.astype(np.int64)
+            rgb = rgb.astype(np.int32)
             segment_map = rgb[..., 0] + 256 * rgb[..., 1] + 256 * 256 * rgb[..., 2]
 
             def segment_class(segment_id: int, path: str = path, info: dict = info):
