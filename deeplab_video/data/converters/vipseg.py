@@ -17,7 +17,9 @@ order of `datasets.VIPSEG`) in the JSON.
 
 Both forms give the same records: semantic = category id, void = ignore label; a thing
 segment gets instance ids 1, 2, ... in order of first appearance in its video (by frame,
-then raster order), so ids stay fixed over the video; stuff (and crowd) gets instance 0.
+then raster order), so ids stay fixed over the video; stuff and iscrowd segments get
+instance 0. A raw thing region without an instance value is one segment with an id, as
+create_panoptic_video_labels.py makes it.
 Frames are ordered by their number (the file name); VIPSeg annotates a subsample of each
 video's frames, so the numbers have gaps and are kept as they are. The test split has no
 labels: its records get an all-void label, so they load through the same pipeline for
