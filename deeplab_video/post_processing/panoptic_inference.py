@@ -96,12 +96,54 @@ def _masks_per_pixel(mask_threshold: float, num_queries: int) -> int:
     return max(1, min(num_queries, math.ceil(1.0 / mask_threshold * (1.0 + 1e-4)) - 1))
 
 
+class _Candidates(NamedTuple):
+    """The (at most k) binary masks covering each pixel, from one top_k over queries.
+
+    Attributes:
+      probs: float32 [num_pixels, k], softmax probability of each candidate query.
+      ids: int32 [num_pixels, k], the candidate queries.
+      on: bool [num_pixels, k], probability above mask_threshold (pixel in the mask).
+    """
+
+    probs: tf.Tensor
+    ids: tf.Tensor
+    on: tf.Tensor
+
+
+def _mask_candidates(logits: tf.Tensor, mask_threshold: float) -> _Candidates:
+    """Every pixel's queries with probability above `mask_threshold`, without a full softmax.
+
+    Args:
+      logits: float32 [num_pixels, num_queries] mask logits.
+      mask_threshold: probability a pixel needs to be in a query's binary mask.
+    """
+    k = _masks_per_pixel(mask_threshold, logits.shape[-1])
+    top_logits, ids = tf.math.top_k(logits, k=k, sorted=False)
+    probs = tf.exp(top_logits - tf.reduce_logsumexp(logits, axis=1, keepdims=True))
+    return _Candidates(probs=probs, ids=ids, on=probs > mask_threshold)
+
+
+def _mask_area_and_confidence(
+    candidates: _Candidates, num_queries: int
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """Binary-mask area and mean probability inside it, per query.
+
+    Returns:
+      float32 [num_queries] areas and float32 [num_queries] mask confidences (0 if empty).
+    """
+    on = tf.cast(candidates.on, tf.float32)
+    area = tf.math.unsorted_segment_sum(on, candidates.ids, num_queries)
+    total = tf.math.unsorted_segment_sum(candidates.probs * on, candidates.ids, num_queries)
+    return area, tf.math.divide_no_nan(total, area)
+
+
 def _maskwise_owner(
-    probs: tf.Tensor,
+    candidates: _Candidates,
+    area: tf.Tensor,
     confident: tf.Tensor,
     area_limit: tf.Tensor,
     rank: tf.Tensor,
-    options: evaluator_pb2.PostProcessingOptions,
+    overlap_threshold: float,
 ) -> tf.Tensor:
     """Mask-wise merging of ranked binary masks, without a loop over slots.
 
@@ -110,37 +152,33 @@ def _maskwise_owner(
     F(keep)_i depends only on keep_j for rank_j < rank_i, so F has exactly one fixed point,
     the greedy result, and iterating F from any start reaches it after at most
     num_queries + 1 rounds (round r fixes the r best-ranked queries); in practice 2-4.
-    Each round is one pass over the pixels: a pixel holds at most k candidate masks
-    (`_masks_per_pixel`), taken once with top_k.
+    Each round is one pass over the pixels' k candidates (`_masks_per_pixel`).
 
     Args:
-      probs: float32 [num_pixels, num_queries], softmax over queries.
+      candidates: the binary masks covering each pixel.
+      area: float32 [num_queries], binary-mask area of each query.
       confident: bool [num_queries], class confidence passes its thing/stuff threshold.
       area_limit: float32 [num_queries], minimum unclaimed area of each query.
       rank: int32 [num_queries], 0 for the best-ranked query.
-      options: post-processing options (mask and overlap thresholds).
+      overlap_threshold: fraction of its area a query must keep unclaimed.
 
     Returns:
       int32 [num_pixels]: rank of the query that owns each pixel, num_queries for void.
     """
-    num_queries = probs.shape[-1]
-    k = _masks_per_pixel(options.mask_threshold, num_queries)
-    binary = probs > options.mask_threshold
-    area = tf.reduce_sum(tf.cast(binary, tf.float32), axis=0)
-    top_probs, top_ids = tf.math.top_k(probs, k=k, sorted=False)
-    top_on = top_probs > options.mask_threshold
-    top_rank = tf.where(top_on, tf.gather(rank, top_ids), num_queries)
+    num_queries = area.shape[0]
+    ids, on = candidates.ids, candidates.on
+    top_rank = tf.where(on, tf.gather(rank, ids), num_queries)
 
     def owner_rank(keep):
-        kept = top_on & tf.gather(keep, top_ids)
+        kept = on & tf.gather(keep, ids)
         return tf.reduce_min(tf.where(kept, top_rank, num_queries), axis=1)
 
     def apply_rule(keep):
-        unclaimed = top_on & (top_rank <= owner_rank(keep)[:, tf.newaxis])
+        unclaimed = on & (top_rank <= owner_rank(keep)[:, tf.newaxis])
         new_area = tf.math.unsorted_segment_sum(
-            tf.cast(unclaimed, tf.float32), top_ids, num_segments=num_queries
+            tf.cast(unclaimed, tf.float32), ids, num_segments=num_queries
         )
-        return confident & (new_area > area * options.overlap_threshold) & (new_area >= area_limit)
+        return confident & (new_area > area * overlap_threshold) & (new_area >= area_limit)
 
     def step(keep, _):
         next_keep = apply_rule(keep)
@@ -178,7 +216,7 @@ def _pixelwise_owner(
     masked = tf.where(confident[tf.newaxis, :], logits, _MASKED_LOGIT)
     best = tf.argmax(masked, axis=1, output_type=tf.int32)
     best_overall = tf.argmax(logits, axis=1, output_type=tf.int32)
-    probability = tf.reduce_max(tf.nn.softmax(masked, axis=1), axis=1)
+    probability = tf.exp(tf.reduce_max(masked, axis=1) - tf.reduce_logsumexp(masked, axis=1))
     solid = (
         (probability > options.pixel_confidence_threshold)
         & tf.equal(best, best_overall)
@@ -275,23 +313,22 @@ def panoptic_inference(
         mask_logits = _resize_logits(mask_logits, output_size)
     merge_shape = tf.shape(mask_logits)[:3]
     flat_logits = tf.reshape(mask_logits, [-1, num_queries])
-    probs = tf.nn.softmax(flat_logits, axis=-1)
     if options.mode == "maskwise":
-        binary = tf.cast(probs > options.mask_threshold, tf.float32)
-        mask_scores = tf.math.divide_no_nan(
-            tf.reduce_sum(probs * binary, axis=0), tf.reduce_sum(binary, axis=0)
-        )
+        candidates = _mask_candidates(flat_logits, options.mask_threshold)
+        area, mask_confidence = _mask_area_and_confidence(candidates, num_queries)
         ranking = (scores**options.reorder_class_weight) * (
-            mask_scores**options.reorder_mask_weight
+            mask_confidence**options.reorder_mask_weight
         )
     else:
         ranking = scores
     order = tf.argsort(ranking, direction="DESCENDING", stable=True)
     rank = tf.math.invert_permutation(order)
-    merge = _maskwise_owner if options.mode == "maskwise" else _pixelwise_owner
-    owner = merge(
-        flat_logits if options.mode == "pixelwise" else probs, confident, area_limit, rank, options
-    )
+    if options.mode == "maskwise":
+        owner = _maskwise_owner(
+            candidates, area, confident, area_limit, rank, options.overlap_threshold
+        )
+    else:
+        owner = _pixelwise_owner(flat_logits, confident, area_limit, rank, options)
     owner = tf.reshape(owner, merge_shape)
     if not options.merge_at_input_resolution:
         owner = _resize_nearest(owner, output_size)
