@@ -37,6 +37,10 @@ setuptools.setup(
             "deeplab-video-infer=deeplab_video.trainer.infer:run",
             "deeplab-video-export=deeplab_video.export.export_model:run",
             "deeplab-video-synthetic=deeplab_video.data.synthetic_cli:run",
+            "deeplab-video-convert-kitti-step=deeplab_video.data.converters.kitti_step_cli:run",
+            "deeplab-video-convert-vipseg=deeplab_video.data.converters.vipseg_cli:run",
+            "deeplab-video-convert-cityscapes-vps="
+            "deeplab_video.data.converters.cityscapes_vps_cli:run",
         ]
     },
 )
