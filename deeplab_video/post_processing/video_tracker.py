@@ -30,13 +30,21 @@ INPUT_SIZE_MULTIPLE = 32
 PAD_PIXEL_VALUE = 127.5
 
 
-def padded_size(height: int, width: int) -> tuple[int, int]:
-    """The smallest (32k + 1, 32l + 1) size that holds a height x width frame."""
+Size = int | tf.Tensor  # a static side, or an int32 scalar tensor known at run time
 
-    def side(length: int) -> int:
+
+def padded_size(height: Size, width: Size) -> tuple[Size, Size]:
+    """The smallest (32k + 1, 32l + 1) size that holds a height x width frame.
+
+    Python ints give ints; int32 scalar tensors (a frame size known only at run time, as
+    in the exported model) give int32 scalar tensors.
+    """
+
+    def side(length: Size) -> Size:
+        length = tf.maximum(length, 2) if tf.is_tensor(length) else max(length, 2)
         return -(-(length - 1) // INPUT_SIZE_MULTIPLE) * INPUT_SIZE_MULTIPLE + 1
 
-    return side(max(height, 2)), side(max(width, 2))
+    return side(height), side(width)
 
 
 class ClipSegmenter:
@@ -69,7 +77,11 @@ class ClipSegmenter:
           [T, height, width] with clip-local ids, object rows padded to max_objects.
         """
         frames = tf.cast(frames, tf.float32)
-        height, width = frames.shape[1], frames.shape[2]
+        # Static sides where known (the Python runner), run-time sides otherwise (export).
+        height, width = (
+            frames.shape[axis] if frames.shape[axis] is not None else tf.shape(frames)[axis]
+            for axis in (1, 2)
+        )
         target_height, target_width = padded_size(height, width)
         padded = tf.pad(
             frames,
@@ -85,7 +97,8 @@ class ClipSegmenter:
             self._descriptor,
             self._post_processing,
         )
-        if (target_height, target_width) == (height, width):
+        static = not (tf.is_tensor(height) or tf.is_tensor(width))
+        if static and (target_height, target_width) == (height, width):
             return clip
         panoptic = clip.panoptic[:, :height, :width]
         divisor = self._descriptor.label_divisor
@@ -138,10 +151,39 @@ class VideoRunner:
             options.evaluator_options, descriptor.label_divisor
         )
         self._max_tracks = options.evaluator_options.memory_buffer.max_tracks
-        self._track = tf.function(self._track_step)
+        self._track = tf.function(self.track_clip)
         self.matching_space_sizes: list[int] = []
 
-    def _track_step(self, state, clip, first_frame_index):
+    @property
+    def segmenter(self) -> ClipSegmenter:
+        """The clip segmenter (the exported `segment_clip` signature runs its `segment`)."""
+        return self._segmenter
+
+    def initial_state(self, embedding_dim: int) -> tracking.TrackingState:
+        """The tracking state before a video's first clip.
+
+        Args:
+          embedding_dim: D, width of the model's query embeddings.
+        """
+        return tracking.initial_state(self._segmenter.max_objects, self._max_tracks, embedding_dim)
+
+    def track_clip(
+        self, state: tracking.TrackingState, clip: panoptic_inference.ClipPanoptic
+    ) -> tuple[tracking.TrackingState, tf.Tensor, tf.Tensor, tf.Tensor]:
+        """One tracking step in TensorFlow ops; the exported `track` signature runs it too.
+
+        Clips start every clip_stride frames, so the clip's first frame is
+        state.num_clips * clip_stride.
+
+        Args:
+          state: the state after the previous clip (`initial_state` for the first one).
+          clip: the clip's ClipPanoptic (ClipSegmenter.segment).
+
+        Returns:
+          tracking.track_clip's (new_state, track_ids int32 [K], panoptic int32
+          [T, height, width] with video ids, matching_space int32 []).
+        """
+        first_frame_index = state.num_clips * self.clip_stride
         return tracking.track_clip(state, clip, first_frame_index, self._params)
 
     def stream(self, frames: Iterable[np.ndarray]) -> Iterator[FramePrediction]:
@@ -170,12 +212,8 @@ class VideoRunner:
             clip_frames = window + [window[-1]] * (self.clip_length - real)
             clip = self._segmenter.segment(tf.constant(np.stack(clip_frames)))
             if state is None:
-                state = tracking.initial_state(
-                    self._segmenter.max_objects, self._max_tracks, clip.embeddings.shape[-1]
-                )
-            state, _, panoptic, matching_space = self._track(
-                state, clip, tf.constant(next_index, tf.int32)
-            )
+                state = self.initial_state(clip.embeddings.shape[-1])
+            state, _, panoptic, matching_space = self._track(state, clip)
             self.matching_space_sizes.append(int(matching_space))
             panoptic = panoptic.numpy()
             for offset in range(real):
