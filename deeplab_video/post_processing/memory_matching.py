@@ -66,7 +66,10 @@ def association_scores(
 def _hungarian(scores: tf.Tensor, allowed: tf.Tensor) -> tf.Tensor:
     """One-to-one assignment maximising the summed score of allowed pairs.
 
-    Only rows and columns with an allowed pair enter the solver.
+    A detection and an entry that are allowed only for each other form a component of
+    their own, where matching them is optimal: they are matched directly. The exact
+    solver gets the rest, the rows and columns with competing allowed pairs (typically a
+    few look-alikes), which keeps its O(rows^2 * cols) loop small.
 
     Args:
       scores: float32 [N, M].
@@ -75,17 +78,25 @@ def _hungarian(scores: tf.Tensor, allowed: tf.Tensor) -> tf.Tensor:
     Returns:
       int32 [N]: the entry matched to each detection, or -1.
     """
-    rows = tf.cast(tf.where(tf.reduce_any(allowed, axis=1))[:, 0], tf.int32)
-    cols = tf.cast(tf.where(tf.reduce_any(allowed, axis=0))[:, 0], tf.int32)
-    sub_allowed = tf.gather(tf.gather(allowed, rows), cols, axis=1)
+    as_int = tf.cast(allowed, tf.int32)
+    isolated = (
+        allowed
+        & tf.equal(tf.reduce_sum(as_int, axis=1, keepdims=True), 1)
+        & tf.equal(tf.reduce_sum(as_int, axis=0, keepdims=True), 1)
+    )
+    column = tf.range(tf.shape(scores)[1])[tf.newaxis, :]
+    # The maximum over an empty axis is the lowest int32, hence the outer maximum.
+    direct = tf.maximum(tf.reduce_max(tf.where(isolated, column, -1), axis=1), -1)
+    contested = allowed & ~isolated
+    rows = tf.cast(tf.where(tf.reduce_any(contested, axis=1))[:, 0], tf.int32)
+    cols = tf.cast(tf.where(tf.reduce_any(contested, axis=0))[:, 0], tf.int32)
+    sub_allowed = tf.gather(tf.gather(contested, rows), cols, axis=1)
     sub_scores = tf.where(sub_allowed, tf.gather(tf.gather(scores, rows), cols, axis=1), 0.0)
     row_to_col, _ = matching.linear_sum_assignment_2d(sub_scores, maximize=True)
     safe_col = tf.maximum(row_to_col, 0)
     kept = (row_to_col >= 0) & tf.gather(sub_allowed, safe_col, batch_dims=1)
     row_slots = tf.where(kept, tf.gather(cols, safe_col), -1)
-    return tf.tensor_scatter_nd_update(
-        tf.fill([tf.shape(scores)[0]], -1), rows[:, tf.newaxis], row_slots
-    )
+    return tf.tensor_scatter_nd_update(direct, rows[:, tf.newaxis], row_slots)
 
 
 def _argmax(scores: tf.Tensor, allowed: tf.Tensor) -> tf.Tensor:
