@@ -235,8 +235,8 @@ class BlockGroup(tf_keras.layers.Layer):
             **kwargs: passed to `tf_keras.layers.Layer` (name, dtype).
 
         Raises:
-            ValueError: no blocks, an unknown block type, or a keep-probability list of
-                another length.
+            ValueError: no blocks, an unknown block type, a keep-probability list of
+                another length, or both a stride and a dilation.
         """
         super().__init__(**kwargs)
         block_types = list(block_types)
@@ -246,6 +246,11 @@ class BlockGroup(tf_keras.layers.Layer):
         if unknown:
             raise ValueError(
                 f"{self.name}: unknown block types {unknown}; expected {', '.join(BLOCK_TYPES)}"
+            )
+        if strides > 1 and atrous_rate > 1 and BOTTLENECK in block_types:
+            raise ValueError(
+                f"{self.name}: a strided group cannot also dilate its convolutions "
+                f"(strides {strides}, atrous_rate {atrous_rate})"
             )
         if drop_path_keep_probs is None:
             drop_path_keep_probs = [1.0] * len(block_types)
