@@ -264,9 +264,9 @@ def _validate_trainer(trainer: config_pb2.TrainerOptions, check: Callable) -> No
         "must be positive",
     )
     check(
-        0 <= solver.warmup_steps <= solver.training_number_of_steps,
+        0 <= solver.warmup_steps < solver.training_number_of_steps,
         "trainer_options.solver_options.warmup_steps",
-        "must be between 0 and training_number_of_steps",
+        "must be at least 0 and below training_number_of_steps",
     )
     check(
         trainer.mixed_precision in MIXED_PRECISION_POLICIES,
