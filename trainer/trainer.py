@@ -4,11 +4,12 @@
 host work (metric read-out, the non-finite check) happens in `train_loop_end`, after
 every loop of steps and before the controller may save a checkpoint.
 
-A non-finite loss term never passes silently (DeepLab2 replaces it by 0): every step
-all-reduces a per-term "non-finite" flag, remembers the first step at which one was set,
-and `train_loop_end` raises `NonFiniteLossError` naming that step and the terms. The
-error propagates out of the controller before its checkpoint save, so no checkpoint is
-written from the corrupted state.
+A non-finite loss never passes silently (DeepLab2 replaces it by 0): every step
+all-reduces a "non-finite" flag per loss term and for the gradients' global norm (except
+under loss scaling, where overflowing steps are expected and skipped by the
+LossScaleOptimizer), remembers the first step at which one was set, and `train_loop_end`
+raises `NonFiniteLossError` naming that step and the terms. The error propagates out of the
+controller before its checkpoint save, so no checkpoint is written from the corrupted state.
 """
 
 from collections.abc import Mapping, Sequence
@@ -23,14 +24,16 @@ from deeplab_video.trainer import optimizer as optimizer_lib
 # Prefix of the per-term loss entries in the train output (and TensorBoard tags).
 LOSS_PREFIX = "losses/"
 LEARNING_RATE = "learning_rate"
+# Name of the gradients' global norm among the non-finite checks.
+GRADIENT_NORM = "gradient_norm"
 
 
 class NonFiniteLossError(FloatingPointError):
-    """A loss term became NaN or infinite; training stopped without saving.
+    """A loss term (or the gradient norm) became NaN or infinite; nothing was saved.
 
     Attributes:
-        step: the global step whose update produced the first non-finite loss.
-        terms: names of the non-finite loss terms at that step.
+        step: the global step at which the first non-finite value appeared.
+        terms: names of the non-finite loss terms (or GRADIENT_NORM) at that step.
     """
 
     def __init__(self, step: int, terms: Sequence[str]):
@@ -98,8 +101,11 @@ class Trainer(orbit.StandardTrainer):
             aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
             name="first_non_finite_step",
         )
+        self._checked_names = self._loss_names
+        if not isinstance(optimizer, tf_keras.mixed_precision.LossScaleOptimizer):
+            self._checked_names += (GRADIENT_NORM,)
         self._non_finite_terms = tf.Variable(
-            tf.zeros([len(self._loss_names)], tf.int32),
+            tf.zeros([len(self._checked_names)], tf.int32),
             trainable=False,
             aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
             name="non_finite_terms",
@@ -146,7 +152,7 @@ class Trainer(orbit.StandardTrainer):
         step = int(self._first_non_finite_step.numpy())
         if step >= 0:
             flags = self._non_finite_terms.numpy()
-            terms = [name for name, flag in zip(self._loss_names, flags, strict=True) if flag]
+            terms = [name for name, flag in zip(self._checked_names, flags, strict=True) if flag]
             raise NonFiniteLossError(step, terms)
         output = {
             LOSS_PREFIX + name: metric.result() for name, metric in self._loss_metrics.items()
@@ -162,7 +168,7 @@ class Trainer(orbit.StandardTrainer):
         for name, value in losses.items():
             self._loss_metrics[name].update_state(value)
         self._global_step.assign_add(1)
-        self._record_non_finite(losses)
+        self._record_non_finite({**losses, GRADIENT_NORM: tf.linalg.global_norm(gradients)})
 
     def _compute_gradients(
         self, inputs: Mapping[str, tf.Tensor]
@@ -194,12 +200,12 @@ class Trainer(orbit.StandardTrainer):
             gradients = self._optimizer.get_unscaled_gradients(gradients)
         return losses, gradients
 
-    def _record_non_finite(self, losses: Mapping[str, tf.Tensor]) -> None:
-        """Remembers the first step at which any replica saw a non-finite loss term."""
+    def _record_non_finite(self, values: Mapping[str, tf.Tensor]) -> None:
+        """Remembers the first step at which any replica saw a non-finite checked value."""
         flags = tf.stack(
             [
-                tf.cast(tf.logical_not(tf.math.is_finite(losses[name])), tf.int32)
-                for name in self._loss_names
+                tf.cast(tf.logical_not(tf.math.is_finite(values[name])), tf.int32)
+                for name in self._checked_names
             ]
         )
         context = tf.distribute.get_replica_context()

@@ -135,7 +135,30 @@ def test_non_finite_loss_names_step_and_term():
     with pytest.raises(trainer_lib.NonFiniteLossError, match="at step 3 in") as error:
         trainer.train(tf.constant(3))
     assert error.value.step == 3
-    assert set(error.value.terms) == {common.LOSS_TOTAL, "squared_error"}
+    assert set(error.value.terms) == {
+        common.LOSS_TOTAL,
+        "squared_error",
+        trainer_lib.GRADIENT_NORM,
+    }
+
+
+def test_finite_loss_with_non_finite_gradients_stops():
+    class _SqrtAtZero(_SquaredErrorLoss):
+        """Loss 0 whose gradient is NaN (d sqrt(u) / du at u = 0 is infinite)."""
+
+        def __call__(self, targets, predictions):
+            error = tf.reduce_sum(tf.sqrt(0.0 * predictions["logits"]), axis=-1)
+            return {"squared_error": error, common.LOSS_TOTAL: error}
+
+    with tf.distribute.get_strategy().scope():
+        model = _model()
+        optimizer = optimizer_lib.build_optimizer(_solver(), model.trainable_variables)
+        dataset = tf.data.Dataset.from_tensor_slices(_examples(4)).batch(2).repeat()
+        trainer = trainer_lib.Trainer(
+            model, _SqrtAtZero(), optimizer, dataset, orbit.utils.create_global_step()
+        )
+    with pytest.raises(trainer_lib.NonFiniteLossError, match="at step 1 in gradient_norm"):
+        trainer.train(tf.constant(2))
 
 
 def test_non_finite_loss_writes_no_checkpoint(tmp_path):
