@@ -11,11 +11,12 @@ size 1:
   also counts element-wise operations, but it has no statistics for `Einsum`, so the
   einsums' 2 * MACs are added from their static shapes. GMACs are the multiply-accumulates
   of convolutions, matrix products and einsums alone (one per multiply-add), the
-  convention of fvcore / detectron2, which the paper's PyTorch code base uses; compare the
-  paper's "FLOPs" with GMACs;
-- FPS: frames per second (T frames per clip) of the forward pass with outputs copied to
-  the host, averaged over --runs runs of --iterations clips after --warmup clips, and the
-  worst run.
+  convention of fvcore / detectron2, which the paper's PyTorch code base uses. Both are
+  counted at the frame size and at the padded size: the paper's "FLOPs" are GMACs at the
+  frame size (ResNet-50, KITTI-STEP, T=1: 82.9 GMACs here, 83G in the paper);
+- FPS: frames per second (T frames per clip) of the forward pass on padded frames with
+  outputs copied to the host, averaged over --runs runs of --iterations clips after
+  --warmup clips, and the worst run.
 Every case prints one JSON record; a table with the paper's figures alongside follows.
 
   python benchmarks/complexity.py                              # all, on the local device
@@ -155,11 +156,12 @@ def _row(record: dict) -> str:
     paper_params, paper_flops, paper_fps = _PAPER[record["backbone"]][record["case"]]
     fps = record.get("fps_mean")
     timing = f"{fps:6.1f} {record['fps_worst']:6.1f}" if fps is not None else "     -      -"
-    flops = (
-        f"{record['gmacs']:7.0f} {record['gflops']:7.0f}"
-        if "gmacs" in record
-        else "      -       -"
-    )
+    flops = "      -       -       -"
+    if "gmacs_frame" in record:
+        flops = (
+            f"{record['gmacs_frame']:7.1f} {record['gmacs_padded']:7.1f} "
+            f"{record['gflops_frame']:7.1f}"
+        )
     return (
         f"{record['backbone']:15s} {record['frame_size']:>9s} T={record['num_frames']} "
         f"{record['params_trainable'] / 1e6:7.1f} ({paper_params:6.1f}) "
@@ -205,7 +207,11 @@ def main(argv: list[str]) -> None:
                     "mixed_precision": _MIXED.value,
                 }
                 if _FLOPS.value:
-                    record.update(count_flops(model, clip_shape))
+                    frame_height, frame_width = (int(n) for n in frame_size.split("x"))
+                    frame_shape = [1, num_frames, frame_height, frame_width, 3]
+                    for size, shape in (("frame", frame_shape), ("padded", clip_shape)):
+                        counts = count_flops(model, shape)
+                        record.update({f"{key}_{size}": value for key, value in counts.items()})
                 if _RUNS.value > 0:
                     mean, worst = measure_fps(
                         model, clip_shape, _RUNS.value, iterations, _WARMUP.value
@@ -222,7 +228,7 @@ def main(argv: list[str]) -> None:
             del model
             tf_keras.backend.clear_session()
     print(
-        "\nbackbone        frame     T   params (paper)   GMACs  GFLOPs (paper)"
+        "\nbackbone        frame     T   params (paper)   GMACs  padded  GFLOPs (paper)"
         "    FPS  worst (paper, V100)"
     )
     for record in records:
