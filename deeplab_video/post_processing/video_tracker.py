@@ -61,6 +61,7 @@ class ClipSegmenter:
         self._descriptor = datasets.get_descriptor(options.eval_dataset_options.dataset)
         self._post_processing = options.evaluator_options.post_processing
         self.segment = tf.function(self._segment)
+        self.segment_with_outputs = tf.function(self._segment_with_outputs)
 
     @property
     def max_objects(self) -> int:
@@ -75,6 +76,21 @@ class ClipSegmenter:
         Returns:
           The clip's ClipPanoptic at the frames' own size: panoptic int32
           [T, height, width] with clip-local ids, object rows padded to max_objects.
+        """
+        return self._segment_with_outputs(frames)[0]
+
+    def _segment_with_outputs(
+        self, frames: tf.Tensor
+    ) -> tuple[panoptic_inference.ClipPanoptic, dict[str, Any]]:
+        """Segments one clip and also returns the network's outputs (for analysis tools).
+
+        Args:
+          frames: float32 or uint8 [T, height, width, 3], pixel values 0..255.
+
+        Returns:
+          (the ClipPanoptic of `_segment`, the model's output dict for the padded clip:
+          'mask_logits' float32 [1, T, h, w, N] at stride 4 of the padded size
+          `padded_size(height, width)`, 'class_logits', 'query_embeddings', ...).
         """
         frames = tf.cast(frames, tf.float32)
         # Static sides where known (the Python runner), run-time sides otherwise (export).
@@ -99,7 +115,7 @@ class ClipSegmenter:
         )
         static = not (tf.is_tensor(height) or tf.is_tensor(width))
         if static and (target_height, target_width) == (height, width):
-            return clip
+            return clip, outputs
         panoptic = clip.panoptic[:, :height, :width]
         divisor = self._descriptor.label_divisor
         is_thing = tf.reduce_any(
@@ -111,7 +127,7 @@ class ClipSegmenter:
         )
         instance_map = tf.where(is_thing, panoptic % divisor, 0)
         boxes, _ = object_features.object_boxes(instance_map, self.max_objects)
-        return clip._replace(panoptic=panoptic, boxes=boxes)
+        return clip._replace(panoptic=panoptic, boxes=boxes), outputs
 
 
 @dataclasses.dataclass
@@ -129,6 +145,9 @@ class FramePrediction:
     panoptic: np.ndarray
 
 
+ClipObserver = Callable[[panoptic_inference.ClipPanoptic, dict[str, Any], int, int], None]
+
+
 class VideoRunner:
     """Segments and tracks whole videos with a Video-kMaX model.
 
@@ -136,13 +155,24 @@ class VideoRunner:
       model: the Video-kMaX Keras model (see ClipSegmenter).
       options: the experiment; clip length from eval_dataset_options, post-processing,
         stitching and memory-buffer settings from evaluator_options.
+      clip_observer: optional analysis hook, called after every clip is segmented as
+        clip_observer(clip, outputs, first_frame_index, num_frames): the clip's
+        ClipPanoptic, the model outputs of ClipSegmenter.segment_with_outputs, the video
+        index of the clip's first frame and how many of its frames are real (the rest
+        repeat the video's last frame).
 
     Attributes:
       matching_space_sizes: M x N of every memory decoding step of the last video
         (the paper's Table 2).
     """
 
-    def __init__(self, model: Callable[..., dict[str, Any]], options: config_pb2.ExperimentOptions):
+    def __init__(
+        self,
+        model: Callable[..., dict[str, Any]],
+        options: config_pb2.ExperimentOptions,
+        clip_observer: ClipObserver | None = None,
+    ):
+        self._clip_observer = clip_observer
         self.clip_length = max(options.eval_dataset_options.clip_length, 1)
         self.clip_stride = max(self.clip_length - 1, 1)
         self._segmenter = ClipSegmenter(model, options)
@@ -210,7 +240,12 @@ class VideoRunner:
             if real == 0 or (exhausted and next_index + real <= emitted):
                 break
             clip_frames = window + [window[-1]] * (self.clip_length - real)
-            clip = self._segmenter.segment(tf.constant(np.stack(clip_frames)))
+            clip_tensor = tf.constant(np.stack(clip_frames))
+            if self._clip_observer is None:
+                clip = self._segmenter.segment(clip_tensor)
+            else:
+                clip, outputs = self._segmenter.segment_with_outputs(clip_tensor)
+                self._clip_observer(clip, outputs, next_index, real)
             if state is None:
                 state = self.initial_state(clip.embeddings.shape[-1])
             state, _, panoptic, matching_space = self._track(state, clip)

@@ -1,0 +1,187 @@
+"""Tests for deeplab_video.evaluation.matching_space (supplementary Table 2)."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from absl import flags
+
+from deeplab_video import config
+from deeplab_video.data import synthetic
+from deeplab_video.evaluation import matching_space
+from deeplab_video.model import builder
+from deeplab_video.post_processing import video_tracker
+from tests import conftest
+from tests.evaluation import analysis_fixtures as fixtures
+
+
+def _by_cell(summaries):
+    return {(s.memory, s.column): summary for s, summary in summaries.items()}
+
+
+def test_summary_averages_the_steps_that_form_a_matrix():
+    summary = matching_space.summarize([0, 6, 0, 12, 3])
+    assert summary == matching_space.SizeSummary(
+        average=7.0, max=12, num_steps=5, num_matching_steps=3, average_all_steps=4.2
+    )
+    assert matching_space.summarize([]) == matching_space.SizeSummary(0.0, 0, 0, 0, 0.0)
+    assert matching_space.summarize([0, 0]).average == 0.0
+
+
+def test_settings_and_their_options():
+    settings = matching_space.table_settings(naive_best_tau=2, la_best_tau=7, large_tau=500)
+    assert [(s.memory, s.column, s.tau, s.stitching) for s in settings] == [
+        ("naive-MB", "large", 500, False),
+        ("naive-MB", "best", 2, False),
+        ("LA-MB", "large", 500, None),
+        ("LA-MB", "best", 7, None),
+    ]
+    base = fixtures.options()
+    base.evaluator_options.memory_buffer.similarity_threshold = 0.6
+    naive = matching_space.setting_options(base, settings[1])
+    la = matching_space.setting_options(base, settings[2])
+    assert naive.evaluator_options.memory_buffer.kind == "naive"
+    assert naive.evaluator_options.memory_buffer.refresh_frames == 2
+    assert not naive.evaluator_options.stitching.enabled
+    assert la.evaluator_options.memory_buffer.kind == "location_aware"
+    assert la.evaluator_options.memory_buffer.refresh_frames == 500
+    assert la.evaluator_options.stitching.enabled
+    for copy in (naive, la):
+        assert copy.evaluator_options.memory_buffer.similarity_threshold == pytest.approx(0.6)
+    assert base.evaluator_options.memory_buffer.refresh_frames == 10  # untouched
+    with pytest.raises(ValueError, match="at least 1"):
+        matching_space.table_settings(naive_best_tau=0)
+
+
+def test_table_text_has_ours_and_the_papers():
+    settings = matching_space.table_settings()
+    summaries = {s: matching_space.summarize([0, 2 * (i + 1), 4]) for i, s in enumerate(settings)}
+    lines = matching_space.format_table(summaries).splitlines()
+    assert "naive-MB tau=1000" in lines[1] and "LA-MB tau=10" in lines[1]
+    assert lines[3].split() == ["naive-MB", "3.0", "(67.1)", "4", "(336)", "4.0", "(25.1)"] + [
+        "4",
+        "(196)",
+    ]
+    assert lines[4].split() == ["LA-MB", "5.0", "(19.7)", "6", "(94)", "6.0", "(2.8)", "8", "(24)"]
+
+
+@pytest.mark.parametrize(
+    "clip_length, naive, location_aware",
+    [
+        # Online: no stitching, so LA-MB decodes both squares too: M = N = 2 after clip 0.
+        (1, [0, 4, 4, 4], [0, 4, 4, 4]),
+        # Near-online: LA-MB stitches both squares (N = 0); naive-MB decodes them.
+        (2, [0, 4, 4], [0, 0, 0]),
+    ],
+)
+def test_sizes_are_memory_entries_times_decoded_objects(clip_length, naive, location_aware):
+    settings = matching_space.table_settings()
+    sizes = matching_space.measure(
+        fixtures.colour_model,
+        fixtures.options(clip_length),
+        [fixtures.two_squares(4), fixtures.two_squares(3)],
+        [settings[0], settings[2]],
+    )
+    second_video = {1: [0, 4, 4], 2: [0, 4]}[clip_length]
+    assert sizes[settings[0]] == naive + second_video
+    assert sizes[settings[2]] == location_aware + {1: second_video, 2: [0, 0]}[clip_length]
+
+
+def test_location_aware_space_is_smaller_on_a_crowded_scene():
+    rng = np.random.default_rng([7, 1])
+    scene = synthetic.generate_sequence(
+        rng, "0000", num_frames=12, height=64, width=96, max_objects=6, crossing=True
+    )
+    assert len(np.unique(scene.panoptic % 1000)) >= 5  # crowded: several things at once
+    settings = matching_space.table_settings()
+    sizes = matching_space.measure(
+        fixtures.oracle_model(scene), fixtures.options(2), [scene.images], settings
+    )
+    cells = _by_cell({s: matching_space.summarize(v) for s, v in sizes.items()})
+    for column in ("large", "best"):
+        naive, la = cells[("naive-MB", column)], cells[("LA-MB", column)]
+        assert la.average_all_steps <= naive.average_all_steps
+        assert la.max <= naive.max
+    assert cells[("LA-MB", "large")].average_all_steps < cells[("naive-MB", "large")].average
+    assert cells[("naive-MB", "large")].max >= 16  # at least 4 entries x 4 objects
+    # Tracking every setting on shared clips gives the sizes of a runner per setting.
+    la_large = settings[2]
+    runner = video_tracker.VideoRunner(
+        fixtures.oracle_model(scene), matching_space.setting_options(fixtures.options(2), la_large)
+    )
+    runner.run_sequence(scene.images)
+    assert runner.matching_space_sizes == sizes[la_large]
+    # A shorter memory never holds more entries.
+    for memory in ("naive-MB", "LA-MB"):
+        assert cells[(memory, "best")].max <= cells[(memory, "large")].max
+
+
+def test_eval_videos_decodes_every_frame_in_order(tmp_path):
+    videos = [fixtures.two_squares(3), fixtures.two_squares(2, 20, 30), fixtures.two_squares(4)]
+    options = config.load_config(fixtures.write_dataset(tmp_path, videos))
+    read = list(matching_space.eval_videos(options.eval_dataset_options))
+    # Two shards: sequences 0 and 2 are in shard 0, sequence 1 in shard 1.
+    assert [sequence_id for sequence_id, _ in read] == ["0000", "0002", "0001"]
+    for (_, frames), video in zip(read, [videos[0], videos[2], videos[1]], strict=True):
+        np.testing.assert_array_equal(frames, video)
+    assert len(list(matching_space.eval_videos(options.eval_dataset_options, 2))) == 2
+
+
+def test_cli_flags_print_the_table_and_write_json(tmp_path, capsys):
+    config_file = fixtures.write_dataset(tmp_path, [fixtures.two_squares(4)] * 3)
+    flag_values = flags.FlagValues()
+    matching_space.define_flags(flag_values)
+    output = tmp_path / "table2.json"
+    flag_values(
+        [
+            "matching_space",
+            f"--config_file={config_file}",
+            "--num_sequences=2",
+            "--la_best_tau=3",
+            f"--output_json={output}",
+        ]
+    )
+    matching_space.run_from_flags(flag_values, model=fixtures.colour_model)
+    table = capsys.readouterr().out
+    assert "(67.1)" in table and "LA-MB tau=3" in table
+    results = json.loads(output.read_text())
+    assert results["sequence_ids"] == ["0000", "0002"]
+    naive_large = results["settings"][0]
+    assert naive_large["memory"] == "naive-MB" and naive_large["tau"] == 1000
+    assert naive_large["sizes"] == [0, 4, 4] * 2
+    assert naive_large["average"] == 4.0 and naive_large["max"] == 4
+    assert naive_large["paper_average"] == 67.1
+    assert [s["tau"] for s in results["settings"]] == [1000, 1, 1000, 3]
+
+
+def test_load_model_restores_a_checkpoint(tmp_path):
+    options = fixtures.options()
+    model = builder.build_model(options, inference_only=True)
+    for variable in model.trainable_variables[:3]:
+        variable.assign(tf.fill(variable.shape, 0.25))
+    tf.train.Checkpoint(**model.checkpoint_items).save(str(tmp_path / "ckpt"))
+    restored = matching_space.load_model(options, str(tmp_path))
+    for saved, loaded in zip(model.weights, restored.weights, strict=True):
+        np.testing.assert_array_equal(saved.numpy(), loaded.numpy())
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        matching_space.load_model(options, str(tmp_path / "empty"))
+
+
+@pytest.mark.slow
+def test_command_line_with_the_real_tiny_model(tmp_path):
+    config_file = fixtures.write_dataset(tmp_path, [fixtures.two_squares(3, 33, 50)])
+    output = tmp_path / "table2.json"
+    command = [
+        sys.executable,
+        str(conftest.REPO_ROOT / "evaluation" / "matching_space.py"),
+        f"--config_file={config_file}",
+        f"--output_json={output}",
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "naive-MB" in result.stdout and "(19.7)" in result.stdout
+    assert len(json.loads(output.read_text())["settings"]) == 4
