@@ -1,0 +1,66 @@
+"""Tests for deeplab_video.trainer.infer_lib (whole-video inference to files)."""
+
+import json
+
+import av
+import cv2
+import numpy as np
+
+from deeplab_video.data import datasets, panoptic_png
+from deeplab_video.trainer import infer_lib
+from tests import conftest
+
+SYNTHETIC = datasets.SYNTHETIC
+
+
+def _write_h264(path, frames, fps=8):
+    container = av.open(str(path), "w")
+    stream = container.add_stream("libx264", rate=fps)
+    stream.height, stream.width = frames[0].shape[:2]
+    stream.pix_fmt = "yuv420p"
+    for frame in frames:
+        for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+            container.mux(packet)
+    for packet in stream.encode():
+        container.mux(packet)
+    container.close()
+
+
+def test_writer_records_pngs_video_and_tracks(tmp_path):
+    writer = infer_lib.PredictionWriter(str(tmp_path), SYNTHETIC, fps=5.0)
+    frame = np.zeros((10, 20, 3), np.uint8)
+    for index in range(3):
+        panoptic = np.zeros((10, 20), np.int32)
+        panoptic[2:6, index : index + 4] = 4 * 1000 + 7  # box, track 7, moving right
+        writer.add(index, frame, panoptic)
+    summary = writer.close()
+    assert summary["frames"] == 3 and summary["tracks"] == 1
+    png = panoptic_png.read(tmp_path / "panoptic" / "000002.png", SYNTHETIC.label_divisor)
+    assert png[3, 3] == 4007
+    tracks = json.loads((tmp_path / "tracks.json").read_text())
+    (track,) = tracks["tracks"]
+    assert (track["track_id"], track["class_name"]) == (7, "box")
+    assert (track["first_frame"], track["last_frame"]) == (0, 2)
+    assert track["boxes"]["2"] == [0.1, 0.2, 0.3, 0.6]
+    capture = cv2.VideoCapture(str(tmp_path / "overlay.mp4"))
+    assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 3
+
+
+def test_runs_a_h264_video_end_to_end(tmp_path):
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 255, (36, 52, 3), dtype=np.uint8) for _ in range(4)]
+    video = tmp_path / "phone.mp4"
+    _write_h264(video, frames)
+    config_file = conftest.CONFIG_DIR / "synthetic" / "tiny_near_online.textproto"
+    output = tmp_path / "out"
+    summary = infer_lib.run_inference(str(video), str(output), config_file=str(config_file))
+    assert summary["frames"] == 4
+    pngs = sorted(p.name for p in (output / "panoptic").iterdir())
+    assert pngs == [f"{i:06d}.png" for i in range(4)]
+    panoptic = panoptic_png.read(output / "panoptic" / "000000.png", SYNTHETIC.label_divisor)
+    assert panoptic.shape == (36, 52)
+    semantic = panoptic // SYNTHETIC.label_divisor
+    assert np.all((semantic < SYNTHETIC.num_classes) | (semantic == SYNTHETIC.ignore_label))
+    assert json.loads((output / "tracks.json").read_text())["num_frames"] == 4
+    capture = cv2.VideoCapture(str(output / "overlay.mp4"))
+    assert capture.read()[1].shape == (36, 52, 3)
