@@ -1,0 +1,303 @@
+"""Tests for deeplab_video.export: the SavedModel's signatures against the Python path.
+
+The tiny synthetic model is exported once per module from a checkpoint of a separately
+built model (so the parity checks also prove the restore), with class thresholds of 0 so
+that an untrained network still yields objects to track. A fresh Python process that
+imports only TensorFlow and numpy loads the export and writes its outputs; they must equal
+ClipSegmenter.segment and VideoRunner.run_sequence on the Keras model.
+"""
+
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from absl import app
+from google.protobuf import text_format
+
+from deeplab_video import config
+from deeplab_video.data import synthetic
+from deeplab_video.export import export_lib, export_model, saved_model_runner, serving_module
+from deeplab_video.model import builder
+from deeplab_video.post_processing import tracking, video_tracker
+from deeplab_video.protos import config_pb2
+from tests import conftest
+
+CONFIG = conftest.CONFIG_DIR / "synthetic" / "tiny_near_online.textproto"
+RUNNER_FILE = pathlib.Path(saved_model_runner.__file__)
+SIZE = (97, 129)  # a network size (32k + 1): no padding
+ODD_SIZE = (40, 70)  # padded to 65 x 97, then cropped back
+NUM_FRAMES = 5
+
+# Runs in a fresh interpreter: TensorFlow, numpy, and saved_model_runner.py loaded from its
+# file (outside the deeplab_video package).
+_FRESH_PROCESS_SCRIPT = """
+import importlib.util
+import sys
+
+import numpy as np
+import tensorflow as tf
+
+export_dir, runner_file, inputs_file, outputs_file = sys.argv[1:]
+inputs = np.load(inputs_file)
+loaded = tf.saved_model.load(export_dir)
+segment, initial_state, track = (
+    loaded.signatures[name] for name in ("segment_clip", "initial_state", "track")
+)
+results = {}
+for name in ("clip", "odd_clip"):
+    for key, value in segment(frames=tf.constant(inputs[name])).items():
+        results[name + "/" + key] = value.numpy()
+
+# Near-online, T = 2: clips start every frame and share one frame with the previous clip.
+video = inputs["video"]
+state = initial_state()
+maps = []
+for start in range(len(video) - 1):
+    outputs = track(**state, **segment(frames=tf.constant(video[start : start + 2][None])))
+    state = {name: outputs[name] for name in state}
+    maps.append(outputs["panoptic"][0].numpy()[0 if start == 0 else 1 :])
+results["video/signatures"] = np.concatenate(maps)
+
+spec = importlib.util.spec_from_file_location("saved_model_runner", runner_file)
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+runner = module.SavedModelVideoRunner(export_dir)
+predictions = list(runner.stream(iter(video)))
+results["video/runner"] = np.stack([p.panoptic for p in predictions])
+results["video/indices"] = np.array([p.frame_index for p in predictions])
+results["imported_deeplab_video"] = np.array(
+    [name for name in sys.modules if name.startswith("deeplab_video")], dtype=str
+)
+np.savez(outputs_file, **results)
+"""
+
+
+def _options() -> config_pb2.ExperimentOptions:
+    options = config.load_config(CONFIG)
+    post_processing = options.evaluator_options.post_processing
+    post_processing.class_threshold_thing = 0.0
+    post_processing.class_threshold_stuff = 0.0
+    post_processing.mask_threshold = 0.05
+    return options
+
+
+def _video(num_frames: int, size: tuple[int, int], seed: int = 0) -> np.ndarray:
+    sequence = synthetic.generate_sequence(
+        np.random.default_rng(seed), "0000", num_frames, *size, max_objects=3, crossing=False
+    )
+    return sequence.images
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """The tiny model (reference weights), its options and the export directory."""
+    options = _options()
+    model = builder.build_model(options, inference_only=True)
+    model_dir = tmp_path_factory.mktemp("model_dir")
+    tf.train.Checkpoint(**model.checkpoint_items).save(str(model_dir / "ckpt"))
+    export_dir = tmp_path_factory.mktemp("export") / "saved_model"
+    returned = export_lib.export_saved_model(options, str(export_dir), str(model_dir))
+    assert returned == str(export_dir)
+    return options, model, export_dir
+
+
+@pytest.fixture(scope="module")
+def fresh_process(exported, tmp_path_factory):
+    """Inputs, and the outputs the export gives in a process without deeplab_video."""
+    _, _, export_dir = exported
+    folder = tmp_path_factory.mktemp("fresh_process")
+    inputs = {
+        "clip": _video(2, SIZE)[np.newaxis],
+        "odd_clip": _video(2, ODD_SIZE, seed=1)[np.newaxis],
+        "video": _video(NUM_FRAMES, SIZE, seed=2),
+    }
+    np.savez(folder / "inputs.npz", **inputs)
+    (folder / "script.py").write_text(_FRESH_PROCESS_SCRIPT, encoding="utf-8")
+    completed = subprocess.run(
+        [
+            sys.executable,
+            str(folder / "script.py"),
+            str(export_dir),
+            str(RUNNER_FILE),
+            str(folder / "inputs.npz"),
+            str(folder / "outputs.npz"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    return inputs, dict(np.load(folder / "outputs.npz"))
+
+
+@pytest.fixture(scope="module")
+def loaded(exported):
+    return tf.saved_model.load(str(exported[2]))
+
+
+@pytest.mark.parametrize("name", ["clip", "odd_clip"])
+def test_segment_clip_equals_the_keras_model_and_post_processing(exported, fresh_process, name):
+    options, model, _ = exported
+    inputs, outputs = fresh_process
+    expected = video_tracker.ClipSegmenter(model, options).segment(tf.constant(inputs[name][0]))
+    assert outputs[f"{name}/panoptic"].shape == inputs[name].shape[:4]
+    assert int(expected.num_objects) > 0  # thresholds of 0: the untrained model finds things
+    for field in ("panoptic", "num_objects", "query_indices", "local_ids", "classes"):
+        np.testing.assert_array_equal(outputs[f"{name}/{field}"][0], expected._asdict()[field])
+    for field in ("scores", "boxes", "embeddings"):
+        np.testing.assert_allclose(
+            outputs[f"{name}/{field}"][0], expected._asdict()[field], rtol=1e-5, atol=1e-6
+        )
+
+
+def test_tracking_through_signatures_and_runner_equals_video_runner(exported, fresh_process):
+    options, model, _ = exported
+    inputs, outputs = fresh_process
+    assert options.eval_dataset_options.clip_length == 2  # the script's clip schedule
+    expected = video_tracker.VideoRunner(model, options).run_sequence(inputs["video"])
+    divisor = synthetic.DESCRIPTOR.label_divisor
+    things = np.isin(expected // divisor, synthetic.DESCRIPTOR.thing_ids)
+    assert np.any(things & (expected % divisor > 0))  # some tracked objects
+    np.testing.assert_array_equal(outputs["video/signatures"], expected)
+    np.testing.assert_array_equal(outputs["video/runner"], expected)
+    np.testing.assert_array_equal(outputs["video/indices"], np.arange(NUM_FRAMES))
+    assert outputs["imported_deeplab_video"].size == 0
+
+
+def test_signature_names_dtypes_and_shapes(exported, loaded):
+    options, _, _ = exported
+    k = options.evaluator_options.post_processing.max_objects_per_clip
+    m = options.evaluator_options.memory_buffer.max_tracks
+    d = options.model_options.heads.embedding_channels
+    signatures = loaded.signatures
+    assert set(signatures) == {"segment_clip", "initial_state", "track"}
+
+    (frames,) = signatures["segment_clip"].structured_input_signature[1].values()
+    assert (frames.name, frames.dtype, frames.shape.as_list()) == (
+        "frames",
+        tf.uint8,
+        [None, None, None, None, 3],
+    )
+    clip_outputs = {
+        name: (spec.dtype, spec.shape.as_list())
+        for name, spec in signatures["segment_clip"].structured_outputs.items()
+    }
+    assert clip_outputs == {
+        "panoptic": (tf.int32, [1, 2, None, None]),
+        "num_objects": (tf.int32, [1]),
+        "query_indices": (tf.int32, [1, k]),
+        "local_ids": (tf.int32, [1, k]),
+        "classes": (tf.int32, [1, k]),
+        "scores": (tf.float32, [1, k]),
+        "boxes": (tf.float32, [1, k, 4]),
+        "embeddings": (tf.float32, [1, k, d]),
+    }
+
+    state = signatures["initial_state"]()
+    assert tuple(sorted(state)) == tuple(sorted(serving_module.STATE_NAMES))
+    reference = serving_module.flatten_state(tracking.initial_state(k, m, d))
+    for name, value in reference.items():
+        np.testing.assert_array_equal(state[name], value, err_msg=name)
+
+    track_inputs = signatures["track"].structured_input_signature[1]
+    assert set(track_inputs) == set(state) | set(clip_outputs)
+    assert track_inputs["previous_frame"].shape.as_list() == [None, None]
+    track_outputs = signatures["track"].structured_outputs
+    assert set(track_outputs) == set(state) | {"track_ids", "panoptic", "matching_space"}
+    assert track_outputs["track_ids"].shape.as_list() == [1, k]
+    assert track_outputs["panoptic"].shape.as_list() == [1, 2, None, None]
+
+
+@pytest.mark.parametrize(
+    "frames, message",
+    [
+        (np.zeros([1, 2, 33, 33, 3], np.float32), "uint8"),
+        (np.zeros([1, 2, 33, 33], np.uint8), r"expected shape \[1,2,\?,\?,3\]"),
+        (np.zeros([1, 3, 33, 33, 3], np.uint8), r"uint8 \[1, 2, height, width, 3\].*clip_length=2"),
+        (np.zeros([2, 2, 33, 33, 3], np.uint8), r"clip_length=2"),
+        (np.zeros([1, 2, 0, 33, 3], np.uint8), r"height and width >= 1"),
+    ],
+)
+def test_segment_clip_rejects_bad_frames_saying_what_it_expects(loaded, frames, message):
+    with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+        loaded.signatures["segment_clip"](frames=tf.constant(frames))
+
+
+def test_track_rejects_a_state_of_another_frame_size(loaded):
+    segment, track = loaded.signatures["segment_clip"], loaded.signatures["track"]
+    first = track(**loaded.signatures["initial_state"](), **segment(frames=_video(2, SIZE)[None]))
+    state = {name: first[name] for name in serving_module.STATE_NAMES}
+    other_size = segment(frames=_video(2, ODD_SIZE)[None])
+    with pytest.raises(tf.errors.InvalidArgumentError, match="frames of another size"):
+        track(**state, **other_size)
+
+
+def test_saved_model_runner_matches_video_runner_in_process(exported):
+    options, model, export_dir = exported
+    video = _video(4, ODD_SIZE, seed=3)
+    expected_runner = video_tracker.VideoRunner(model, options)
+    expected = expected_runner.run_sequence(video)
+    runner = saved_model_runner.SavedModelVideoRunner(str(export_dir))
+    assert (runner.clip_length, runner.clip_stride) == (2, 1)
+    np.testing.assert_array_equal(runner.run_sequence(video), expected)
+    assert runner.matching_space_sizes == expected_runner.matching_space_sizes
+    with pytest.raises(TypeError, match="uint8"):
+        runner.run_sequence(video.astype(np.float32))
+
+
+def test_export_copies_the_config(exported):
+    options, _, export_dir = exported
+    text = (export_dir / export_lib.CONFIG_COPY).read_text(encoding="utf-8")
+    assert text_format.Parse(text, config_pb2.ExperimentOptions()) == options
+
+
+def test_state_flattening_round_trips():
+    state = tracking.initial_state(3, 4, 5)._replace(num_clips=tf.constant(7))
+    flat = serving_module.flatten_state(state)
+    assert tuple(flat) == serving_module.STATE_NAMES
+    restored = serving_module.unflatten_state(flat)
+    tf.nest.map_structure(np.testing.assert_array_equal, restored, state)
+
+
+def test_checkpoint_errors_are_specific(exported, tmp_path):
+    _, model, _ = exported
+    with pytest.raises(FileNotFoundError, match="No checkpoint found in directory"):
+        export_lib.restore_weights(model, str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="ckpt-9.index"):
+        export_lib.restore_weights(model, str(tmp_path / "ckpt-9"))
+    backbone_only = tf.train.Checkpoint(backbone=model.checkpoint_items["backbone"])
+    prefix = backbone_only.save(str(tmp_path / "partial" / "ckpt"))
+    with pytest.raises(ValueError, match="does not hold all weights"):
+        export_lib.restore_weights(model, prefix)
+
+
+def test_cli_rejects_extra_arguments():
+    with pytest.raises(app.UsageError, match="unexpected arguments: extra"):
+        export_model.main(["deeplab-video-export", "extra"])
+
+
+@pytest.mark.slow
+def test_cli_exports_fresh_weights(tmp_path):
+    output_dir = tmp_path / "export"
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "deeplab_video.export.export_model",
+            f"--config_file={CONFIG}",
+            f"--output_dir={output_dir}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+        cwd=conftest.REPO_ROOT,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    loaded = tf.saved_model.load(str(output_dir))
+    outputs = loaded.signatures["segment_clip"](frames=tf.zeros([1, 2, 33, 45, 3], tf.uint8))
+    assert outputs["panoptic"].shape == (1, 2, 33, 45)
