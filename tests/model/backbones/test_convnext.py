@@ -63,6 +63,15 @@ def test_block_is_near_identity_at_init():
     assert tuple(kernel.shape) == (7, 7, 1, 16)  # Grouped convolution, DeepLab2's layout.
 
 
+def test_jit_compiled_forward_matches_eager():
+    backbone = convnext.ConvNeXt(depths=(1, 1, 1, 1), dims=(8, 8, 16, 16), drop_path_keep_prob=0.5)
+    x = tf.random.normal([2, 33, 49, 3])
+    eager = backbone(x, training=False)
+    compiled = tf.function(lambda t: backbone(t, training=False), jit_compile=True)(x)
+    for name in factory.ENDPOINTS:
+        np.testing.assert_allclose(compiled[name], eager[name], rtol=1e-4, atol=1e-4)
+
+
 def test_config_round_trips():
     backbone = convnext.ConvNeXt(depths=(1, 1, 2, 1), dims=(8, 8, 16, 16), drop_path_keep_prob=0.5)
     config = backbone.get_config()
