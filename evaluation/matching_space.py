@@ -28,7 +28,6 @@ import dataclasses
 import functools
 import itertools
 import json
-import os
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
@@ -39,9 +38,10 @@ from absl import app, flags, logging
 
 from deeplab_video import config
 from deeplab_video.data import datasets, sequence_reader
+from deeplab_video.export import export_lib
 from deeplab_video.model import builder
 from deeplab_video.post_processing import panoptic_inference, tracking, video_tracker
-from deeplab_video.protos import config_pb2, dataset_pb2
+from deeplab_video.protos import config_pb2
 
 NAIVE, LOCATION_AWARE = "naive-MB", "LA-MB"
 LARGE, BEST = "large", "best"
@@ -254,9 +254,7 @@ def format_table(summaries: dict[Setting, SizeSummary]) -> str:
     """Table 2 as text: our average and max of M x N with the paper's in parentheses."""
     by_cell = {(s.memory, s.column): (s, summary) for s, summary in summaries.items()}
     taus = {
-        column: ", ".join(
-            f"{s.memory} tau={s.tau}" for (_, c), (s, _) in by_cell.items() if c == column
-        )
+        column: ", ".join(s.name for (_, c), (s, _) in by_cell.items() if c == column)
         for column in (LARGE, BEST)
     }
     lines = [
@@ -297,57 +295,6 @@ def to_json(sizes: dict[Setting, list[int]], **metadata: Any) -> dict[str, Any]:
     return {**metadata, "settings": settings}
 
 
-def eval_videos(
-    options: dataset_pb2.DatasetOptions, num_sequences: int = -1
-) -> Iterator[tuple[str, np.ndarray]]:
-    """Yields (sequence id, uint8 [num_frames, height, width, 3]) of a dataset's sequences.
-
-    Sequences come in the evaluation order of `sequence_reader`, one in memory at a time.
-
-    Args:
-      options: the dataset (file_pattern).
-      num_sequences: stop after this many sequences (-1: all).
-
-    Raises:
-      FileNotFoundError, tfrecord.CorruptRecordError: as `sequence_reader.read_sequences`.
-    """
-    sequences = sequence_reader.read_sequences(options.file_pattern)
-    for sequence_id, frames, _ in itertools.islice(
-        sequences, num_sequences if num_sequences >= 0 else None
-    ):
-        yield sequence_id, frames
-
-
-def load_model(options: config_pb2.ExperimentOptions, checkpoint: str | None) -> Any:
-    """Builds the inference network and restores its weights.
-
-    Args:
-      options: the experiment.
-      checkpoint: a checkpoint file prefix, or a directory whose latest checkpoint is used;
-        None keeps the freshly initialised weights.
-
-    Raises:
-      FileNotFoundError: the directory holds no checkpoint.
-      ValueError: the checkpoint lacks some of the network's weights.
-    """
-    model = builder.build_model(options, inference_only=True)
-    if checkpoint is None:
-        logging.info("No checkpoint: freshly initialised weights")
-        return model
-    path = tf.train.latest_checkpoint(checkpoint) if os.path.isdir(checkpoint) else checkpoint
-    if path is None:
-        raise FileNotFoundError(f"no checkpoint in directory {checkpoint}")
-    status = tf.train.Checkpoint(**model.checkpoint_items).restore(path).expect_partial()
-    try:
-        status.assert_existing_objects_matched()
-    except AssertionError as error:
-        raise ValueError(
-            f"checkpoint {path} does not hold this config's network: {error}"
-        ) from error
-    logging.info("Restored %s", path)
-    return model
-
-
 def run(
     config_file: str,
     checkpoint: str | None,
@@ -360,7 +307,7 @@ def run(
 
     Args:
       config_file: experiment textproto (network, eval dataset, tracking options).
-      checkpoint: see `load_model`.
+      checkpoint: checkpoint prefix or model_dir (None: freshly initialised weights).
       output_json: where the numbers go.
       num_sequences: sequences to use (None: evaluator_options.num_eval_sequences; -1: all).
       settings: the settings to run (default `table_settings()`).
@@ -374,11 +321,16 @@ def run(
         num_sequences = options.evaluator_options.num_eval_sequences
     settings = list(settings or table_settings())
     if model is None:
-        model = load_model(options, checkpoint)
+        model = builder.build_model(options, inference_only=True)
+        if checkpoint:
+            export_lib.restore_weights(model, checkpoint)
+    sequences = sequence_reader.read_sequences(options.eval_dataset_options.file_pattern)
     sequence_ids = []
 
     def videos() -> Iterator[np.ndarray]:
-        for sequence_id, frames in eval_videos(options.eval_dataset_options, num_sequences):
+        for sequence_id, frames, _ in itertools.islice(
+            sequences, num_sequences if num_sequences >= 0 else None
+        ):
             sequence_ids.append(sequence_id)
             yield frames
 

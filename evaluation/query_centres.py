@@ -21,6 +21,7 @@ Centres are in normalised image coordinates: x = (column + 0.5) / width, y likew
 writes query_centres.png and query_centres.json into --output_dir.
 """
 
+import itertools
 import json
 import os
 from collections.abc import Callable, Iterable, Sequence
@@ -32,8 +33,9 @@ from matplotlib import figure
 from matplotlib.backends import backend_agg
 
 from deeplab_video import config
-from deeplab_video.data import datasets
-from deeplab_video.evaluation import matching_space
+from deeplab_video.data import datasets, sequence_reader
+from deeplab_video.export import export_lib
+from deeplab_video.model import builder
 from deeplab_video.post_processing import panoptic_inference, video_tracker
 from deeplab_video.protos import config_pb2
 
@@ -244,7 +246,7 @@ def run(
 
     Args:
       config_file: experiment textproto.
-      checkpoint: checkpoint prefix or directory (None: freshly initialised weights).
+      checkpoint: checkpoint prefix or model_dir (None: freshly initialised weights).
       output_dir: where query_centres.png and query_centres.json go (created if missing).
       num_sequences: sequences to use (None: evaluator_options.num_eval_sequences; -1: all).
       model: a network to use instead of building and restoring one.
@@ -256,9 +258,14 @@ def run(
     if num_sequences is None:
         num_sequences = options.evaluator_options.num_eval_sequences
     if model is None:
-        model = matching_space.load_model(options, checkpoint)
-    sequences = matching_space.eval_videos(options.eval_dataset_options, num_sequences)
-    centres = compute(model, options, (frames for _, frames in sequences))
+        model = builder.build_model(options, inference_only=True)
+        if checkpoint:
+            export_lib.restore_weights(model, checkpoint)
+    sequences = itertools.islice(
+        sequence_reader.read_sequences(options.eval_dataset_options.file_pattern),
+        num_sequences if num_sequences >= 0 else None,
+    )
+    centres = compute(model, options, (frames for _, frames, _ in sequences))
     os.makedirs(output_dir, exist_ok=True)
     centres.plot(os.path.join(output_dir, PLOT_FILE), f"{options.experiment_name}: query centres")
     results = {"config_file": config_file, "checkpoint": checkpoint, **centres.to_json()}

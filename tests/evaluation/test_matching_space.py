@@ -6,13 +6,10 @@ import sys
 
 import numpy as np
 import pytest
-import tensorflow as tf
 from absl import flags
 
-from deeplab_video import config
 from deeplab_video.data import synthetic
 from deeplab_video.evaluation import matching_space
-from deeplab_video.model import builder
 from deeplab_video.post_processing import video_tracker
 from tests import conftest
 from tests.evaluation import analysis_fixtures as fixtures
@@ -119,17 +116,6 @@ def test_location_aware_space_is_smaller_on_a_crowded_scene():
         assert cells[(memory, "best")].max <= cells[(memory, "large")].max
 
 
-def test_eval_videos_decodes_every_frame_in_order(tmp_path):
-    videos = [fixtures.two_squares(3), fixtures.two_squares(2, 20, 30), fixtures.two_squares(4)]
-    options = config.load_config(fixtures.write_dataset(tmp_path, videos))
-    read = list(matching_space.eval_videos(options.eval_dataset_options))
-    # Two shards: sequences 0 and 2 are in shard 0, sequence 1 in shard 1.
-    assert [sequence_id for sequence_id, _ in read] == ["0000", "0002", "0001"]
-    for (_, frames), video in zip(read, [videos[0], videos[2], videos[1]], strict=True):
-        np.testing.assert_array_equal(frames, video)
-    assert len(list(matching_space.eval_videos(options.eval_dataset_options, 2))) == 2
-
-
 def test_cli_flags_print_the_table_and_write_json(tmp_path, capsys):
     config_file = fixtures.write_dataset(tmp_path, [fixtures.two_squares(4)] * 3)
     flag_values = flags.FlagValues()
@@ -155,20 +141,6 @@ def test_cli_flags_print_the_table_and_write_json(tmp_path, capsys):
     assert naive_large["average"] == 4.0 and naive_large["max"] == 4
     assert naive_large["paper_average"] == 67.1
     assert [s["tau"] for s in results["settings"]] == [1000, 1, 1000, 3]
-
-
-def test_load_model_restores_a_checkpoint(tmp_path):
-    options = fixtures.options()
-    model = builder.build_model(options, inference_only=True)
-    for variable in model.trainable_variables[:3]:
-        variable.assign(tf.fill(variable.shape, 0.25))
-    tf.train.Checkpoint(**model.checkpoint_items).save(str(tmp_path / "ckpt"))
-    restored = matching_space.load_model(options, str(tmp_path))
-    for saved, loaded in zip(model.weights, restored.weights, strict=True):
-        np.testing.assert_array_equal(saved.numpy(), loaded.numpy())
-    (tmp_path / "empty").mkdir()
-    with pytest.raises(FileNotFoundError, match="no checkpoint"):
-        matching_space.load_model(options, str(tmp_path / "empty"))
 
 
 @pytest.mark.slow
