@@ -205,7 +205,15 @@ class QueryCentres:
         used = self.counts > 0
         centres = self.centres[used]
         queries = np.flatnonzero(used)
-        points = ax.scatter(centres[:, 0], centres[:, 1], c=queries, cmap="viridis", s=30)
+        points = ax.scatter(
+            centres[:, 0],
+            centres[:, 1],
+            c=queries,
+            cmap="viridis",
+            vmin=0,
+            vmax=max(len(used) - 1, 1),
+            s=30,
+        )
         for query, (x, y) in zip(queries, centres, strict=True):
             ax.annotate(str(query), (x, y), textcoords="offset points", xytext=(3, 3), fontsize=7)
         ax.set_xlim(0.0, 1.0)
