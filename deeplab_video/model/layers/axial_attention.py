@@ -182,12 +182,12 @@ class AxialAttention(tf_keras.layers.Layer):
         )
         value = tf.reshape(value, [-1, length, heads, value.shape[-1] // heads])
 
-        # Each similarity term: [batch, heads, query, key].
+        # Relative encodings [length, length, depth]; similarity terms [batch, heads, query,
+        # key].
+        length_tensor = tf.convert_to_tensor(length)
         content = tf.einsum("bhld,bhmd->bhlm", query, key)
-        query_rpe = tf.einsum(
-            "bhld,lmd->bhlm", query, self._query_rpe(tf.convert_to_tensor(length))
-        )
-        key_rpe = tf.einsum("bhmd,lmd->bhlm", key, self._key_rpe(tf.convert_to_tensor(length)))
+        query_rpe = tf.einsum("bhld,lmd->bhlm", query, self._query_rpe(length_tensor))
+        key_rpe = tf.einsum("bhmd,lmd->bhlm", key, self._key_rpe(length_tensor))
         similarity = self._batch_norm_similarity(
             tf.stack([content, query_rpe, key_rpe]), training=training
         )
@@ -196,9 +196,7 @@ class AxialAttention(tf_keras.layers.Layer):
 
         # Each retrieved term: [batch, heads, query, value channel].
         retrieved_content = tf.einsum("bhlm,bmhd->bhld", weights, value)
-        retrieved_rpe = tf.einsum(
-            "bhlm,lmd->bhld", weights, self._value_rpe(tf.convert_to_tensor(length))
-        )
+        retrieved_rpe = tf.einsum("bhlm,lmd->bhld", weights, self._value_rpe(length_tensor))
         retrieved = self._batch_norm_retrieved_output(
             tf.stack([retrieved_content, retrieved_rpe]), training=training
         )
