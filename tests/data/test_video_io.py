@@ -1,11 +1,11 @@
 """Tests for deeplab_video.data.video_io on real H.264 MP4 files and frame folders."""
 
-import av
 import cv2
 import numpy as np
 import pytest
 
 from deeplab_video.data import video_io
+from tests import video_fixtures
 
 
 def _frames(count: int, height: int, width: int) -> list[np.ndarray]:
@@ -20,23 +20,10 @@ def _frames(count: int, height: int, width: int) -> list[np.ndarray]:
     return frames
 
 
-def _write_h264(path, frames, fps=12):
-    container = av.open(str(path), "w")
-    stream = container.add_stream("libx264", rate=fps)
-    stream.height, stream.width = frames[0].shape[:2]
-    stream.pix_fmt = "yuv420p"
-    for frame in frames:
-        for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-            container.mux(packet)
-    for packet in stream.encode():
-        container.mux(packet)
-    container.close()
-
-
 def test_reads_h264_mp4(tmp_path):
     frames = _frames(7, 72, 96)
     path = tmp_path / "dashcam.mp4"
-    _write_h264(path, frames)
+    video_fixtures.write_h264(path, frames)
     capture = cv2.VideoCapture(str(path))
     assert int(capture.get(cv2.CAP_PROP_FOURCC)).to_bytes(4, "little") == b"h264"
     capture.release()

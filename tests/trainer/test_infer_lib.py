@@ -2,28 +2,14 @@
 
 import json
 
-import av
 import cv2
 import numpy as np
 
 from deeplab_video.data import datasets, panoptic_png
 from deeplab_video.trainer import infer_lib
-from tests import conftest
+from tests import conftest, video_fixtures
 
 SYNTHETIC = datasets.SYNTHETIC
-
-
-def _write_h264(path, frames, fps=8):
-    container = av.open(str(path), "w")
-    stream = container.add_stream("libx264", rate=fps)
-    stream.height, stream.width = frames[0].shape[:2]
-    stream.pix_fmt = "yuv420p"
-    for frame in frames:
-        for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-            container.mux(packet)
-    for packet in stream.encode():
-        container.mux(packet)
-    container.close()
 
 
 def test_writer_records_pngs_video_and_tracks(tmp_path):
@@ -50,7 +36,7 @@ def test_runs_a_h264_video_end_to_end(tmp_path):
     rng = np.random.default_rng(0)
     frames = [rng.integers(0, 255, (36, 52, 3), dtype=np.uint8) for _ in range(4)]
     video = tmp_path / "phone.mp4"
-    _write_h264(video, frames)
+    video_fixtures.write_h264(video, frames)
     config_file = conftest.CONFIG_DIR / "synthetic" / "tiny_near_online.textproto"
     output = tmp_path / "out"
     summary = infer_lib.run_inference(str(video), str(output), config_file=str(config_file))
