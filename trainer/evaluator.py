@@ -21,7 +21,7 @@ import tensorflow as tf
 from absl import logging
 
 from deeplab_video.data import datasets, sequence_reader, tfrecord
-from deeplab_video.evaluation import evaluate, label_io, pq, stq, vpq
+from deeplab_video.evaluation import evaluate, label_io, pq, query_centres, stq, vpq
 from deeplab_video.protos import config_pb2
 
 # STQ's id-pair offset when the config leaves it at 0 (DeepLab2: 2**16 * label_divisor).
@@ -38,6 +38,29 @@ class FramePredictor(Protocol):
         """Yields one result with `.panoptic` int32 [height, width] per frame, in order."""
 
 
+class QueryCentreRecorder:
+    """A VideoRunner clip observer that gathers query centres only while evaluating."""
+
+    def __init__(self, descriptor: datasets.DatasetDescriptor):
+        self._descriptor = descriptor
+        self.centres: query_centres.QueryCentres | None = None
+
+    def __call__(self, *clip_observation: Any) -> None:
+        if self.centres is not None:
+            self.centres(*clip_observation)
+
+    def start(self) -> None:
+        self.centres = query_centres.QueryCentres(self._descriptor)
+
+    def finish(self, output_prefix: str | None, title: str) -> None:
+        """Writes `<output_prefix>.png` and `.json` (unless None) and stops recording."""
+        centres, self.centres = self.centres, None
+        if output_prefix and centres is not None:
+            centres.plot(output_prefix + ".png", title)
+            with tf.io.gfile.GFile(output_prefix + ".json", "w") as f:
+                f.write(json.dumps(evaluate._to_json(centres.to_json()), indent=1))
+
+
 class Evaluator(orbit.AbstractEvaluator):
     """Scores the current model on the evaluation split (see the module docstring)."""
 
@@ -47,6 +70,7 @@ class Evaluator(orbit.AbstractEvaluator):
         options: config_pb2.ExperimentOptions,
         global_step: tf.Variable,
         model_dir: str | None,
+        centre_recorder: QueryCentreRecorder | None = None,
     ):
         """Initialises the evaluator.
 
@@ -58,6 +82,8 @@ class Evaluator(orbit.AbstractEvaluator):
             global_step: names the results of each evaluation.
             model_dir: where results (and predictions) are written; None writes nothing
                 (non-chief workers).
+            centre_recorder: the runner's clip observer, when the query-centre plot is
+                wanted (evaluator_options.save_query_centre_plot).
 
         Raises:
             KeyError: unknown evaluation dataset.
@@ -69,6 +95,8 @@ class Evaluator(orbit.AbstractEvaluator):
         self._global_step = global_step
         self._output_dir = os.path.join(model_dir, "eval") if model_dir else None
         self._label_format = "vipseg" if self._descriptor.name == "vipseg" else "kitti_step"
+        self._centre_recorder = centre_recorder
+        self._experiment_name = options.experiment_name
 
     def evaluate(self, num_steps: tf.Tensor) -> dict[str, float]:
         """Evaluates `num_steps` sequences (-1: as many as num_eval_sequences allows).
@@ -91,6 +119,8 @@ class Evaluator(orbit.AbstractEvaluator):
             )
         step = int(self._global_step.numpy())
         stq_metric, vpq_metric, pq_metric = self._create_metrics()
+        if self._centre_recorder is not None:
+            self._centre_recorder.start()
         num_frames = 0
         sequences = sequence_reader.iter_sequences(self._dataset_options.file_pattern)
         for index, (sequence_id, frames) in enumerate(sequences):
@@ -115,6 +145,11 @@ class Evaluator(orbit.AbstractEvaluator):
             _blank_frame_pq(results)
         logging.info("Evaluation at step %d:\n%s", step, evaluate.format_report(results))
         self._write_json(step, results)
+        if self._centre_recorder is not None:
+            prefix = self._output_dir and os.path.join(
+                self._output_dir, f"query_centres_step_{step:08d}"
+            )
+            self._centre_recorder.finish(prefix, f"{self._experiment_name}, step {step}")
         return _scalars(results)
 
     def _create_metrics(

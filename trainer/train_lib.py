@@ -162,11 +162,14 @@ def _build_components(
     model = builder.build_model(options, inference_only=not training)
     global_step = orbit.utils.create_global_step()
     train_runner = _build_trainer(options, model, global_step, strategy) if training else None
-    runner = eval_runner = None
+    runner = eval_runner = recorder = None
+    if "eval" in mode and options.evaluator_options.save_query_centre_plot:
+        descriptor = datasets.get_descriptor(options.eval_dataset_options.dataset)
+        recorder = evaluator.QueryCentreRecorder(descriptor)
     if options.HasField("eval_dataset_options"):
-        runner = video_tracker.VideoRunner(model, options)
+        runner = video_tracker.VideoRunner(model, options, clip_observer=recorder)
     if "eval" in mode:
-        eval_runner = evaluator.Evaluator(runner, options, global_step, output_dir)
+        eval_runner = evaluator.Evaluator(runner, options, global_step, output_dir, recorder)
     return _Components(model, global_step, train_runner, runner, eval_runner)
 
 

@@ -43,14 +43,20 @@ def _write_dataset(tmp_path, num_sequences: int = 2) -> str:
 
 
 class _DecodingRunner:
-    """Runner double: reads the labels out of the frames; optionally renumbers instances."""
+    """Runner double: reads the labels out of the frames; optionally renumbers instances.
 
-    def __init__(self, instance_offset_per_frame: int = 0, crop: int = 0):
+    Like VideoRunner, it calls its clip observer once per (one-frame) clip.
+    """
+
+    def __init__(self, instance_offset_per_frame: int = 0, crop: int = 0, clip_observer=None):
         self._offset = instance_offset_per_frame
         self._crop = crop
+        self._observer = clip_observer
 
     def stream(self, frames):
         for t, image in enumerate(frames):
+            if self._observer is not None:
+                self._observer("clip", "outputs", t, 1)
             semantic = image[..., 0].astype(np.int32)
             instance = image[..., 1].astype(np.int32)
             instance = np.where(instance > 0, instance + self._offset * t, 0)
@@ -71,10 +77,10 @@ def _options(pattern: str, **evaluator_fields) -> config_pb2.ExperimentOptions:
     return options
 
 
-def _evaluate(tmp_path, runner, steps=-1, **evaluator_fields):
+def _evaluate(tmp_path, runner, steps=-1, recorder=None, **evaluator_fields):
     options = _options(_write_dataset(tmp_path / "data"), **evaluator_fields)
     step = tf.Variable(7, dtype=tf.int64)
-    evaluator = evaluator_lib.Evaluator(runner, options, step, str(tmp_path / "model"))
+    evaluator = evaluator_lib.Evaluator(runner, options, step, str(tmp_path / "model"), recorder)
     return evaluator.evaluate(tf.constant(steps))
 
 
@@ -130,3 +136,36 @@ def test_predictions_are_saved_as_pngs(tmp_path):
 def test_prediction_of_another_size_is_an_error(tmp_path):
     with pytest.raises(ValueError, match="has shape"):
         _evaluate(tmp_path, _DecodingRunner(crop=1))
+
+
+class _FakeCentres:
+    """Stands in for query_centres.QueryCentres: counts observed clips."""
+
+    def __init__(self, descriptor):
+        assert descriptor is DESCRIPTOR
+        self.clips = []
+
+    def __call__(self, clip, outputs, first_frame_index, num_frames):
+        self.clips.append(first_frame_index)
+
+    def to_json(self):
+        return {"num_clips": len(self.clips), "unused": float("nan")}
+
+    def plot(self, path, title):
+        with open(path, "w") as f:
+            f.write(title)
+
+
+def test_query_centres_are_recorded_during_evaluation_only(tmp_path, monkeypatch):
+    monkeypatch.setattr(evaluator_lib.query_centres, "QueryCentres", _FakeCentres)
+    recorder = evaluator_lib.QueryCentreRecorder(DESCRIPTOR)
+    recorder("clip", "outputs", 0, 1)  # Outside an evaluation: ignored.
+    runner = _DecodingRunner(clip_observer=recorder)
+    _evaluate(tmp_path, runner, recorder=recorder)
+    prefix = tmp_path / "model/eval/query_centres_step_00000007"
+    assert json.loads(prefix.with_suffix(".json").read_text()) == {
+        "num_clips": 2 * NUM_FRAMES,
+        "unused": None,
+    }
+    assert prefix.with_suffix(".png").read_text().endswith("step 7")
+    assert recorder.centres is None
