@@ -11,6 +11,12 @@ whose checkpoint key (its object path, e.g. `backbone/_stem/_conv/kernel`) and s
 match a tensor of that checkpoint is copied, the rest keeps its fresh initialisation.
 `restore_mode` "backbone" limits this to the backbone. The restored and skipped
 variables are logged and returned.
+
+DeepLab2 kMaX-DeepLab checkpoints (COCO / Cityscapes; `kmax_resnet50`,
+`kmax_axial_resnet50`, `kmax_convnext_{tiny,small,base,large}`) initialise the backbone and
+the pixel decoder: our layer names equal DeepLab2's below the top-level item, and the one
+item named differently is listed in DEEPLAB2_ITEM_NAMES. DeepLab2's transformer decoder
+and heads (single-image kMaX, other widths and names) are reported as missing.
 """
 
 import collections
@@ -22,6 +28,9 @@ from absl import logging
 
 # Suffix TensorFlow appends to the object path of a variable's value in a checkpoint.
 _VALUE_SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
+# Our checkpoint item -> the name DeepLab2's kMaX-DeepLab gives the same component
+# (DeepLab2 model/kmax_deeplab.py checkpoint_items). The one name-mapping table.
+DEEPLAB2_ITEM_NAMES = {"backbone": "encoder"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,18 +115,30 @@ def restore_partially(
     shapes = reader.get_variable_to_shape_map()
     restored, missing, mismatched = [], [], []
     for key, variable in sorted(variable_keys(selected).items()):
-        stored = shapes.get(key + _VALUE_SUFFIX)
+        source = _checkpoint_key(key, shapes)
+        stored = shapes.get(source + _VALUE_SUFFIX)
         model_shape = tuple(variable.shape.as_list())
         if stored is None:
             missing.append(key)
         elif tuple(stored) != model_shape:
             mismatched.append((key, model_shape, tuple(stored)))
         else:
-            variable.assign(reader.get_tensor(key + _VALUE_SUFFIX))
+            variable.assign(reader.get_tensor(source + _VALUE_SUFFIX))
             restored.append(key)
     report = RestoreReport(tuple(restored), tuple(missing), tuple(mismatched))
     _log_report(path, restore_mode, report)
     return report
+
+
+def _checkpoint_key(key: str, shapes: Mapping[str, list[int]]) -> str:
+    """The checkpoint key holding our variable `key`: itself, or its DeepLab2 name."""
+    if key + _VALUE_SUFFIX in shapes:
+        return key
+    item, _, rest = key.partition("/")
+    alias = DEEPLAB2_ITEM_NAMES.get(item)
+    if alias and f"{alias}/{rest}{_VALUE_SUFFIX}" in shapes:
+        return f"{alias}/{rest}"
+    return key
 
 
 def _log_report(path: str, restore_mode: str, report: RestoreReport) -> None:

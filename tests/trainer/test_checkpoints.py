@@ -107,3 +107,15 @@ def test_bad_arguments(tmp_path):
         checkpoints.restore_partially(str(tmp_path / "none"), _items(), "all")
     with pytest.raises(ValueError, match="unknown restore_mode"):
         checkpoints.restore_partially(str(tmp_path), _items(), "heads")
+
+
+def test_deeplab2_encoder_item_initialises_the_backbone(tmp_path):
+    source = _items(seed=1)
+    # A DeepLab2 kMaX-DeepLab checkpoint names the backbone item "encoder".
+    path = _save({"encoder": source["backbone"], "head": source["head"]}, tmp_path)
+    target = _items(seed=2)
+    report = checkpoints.restore_partially(path, target, "backbone")
+    assert len(report.restored) == len(target["backbone"].weights)
+    assert report.missing == ()
+    for a, b in zip(source["backbone"].weights, target["backbone"].weights, strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
