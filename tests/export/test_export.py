@@ -1,10 +1,11 @@
 """Tests for deeplab_video.export: the SavedModel's signatures against the Python path.
 
 The tiny synthetic model is exported once per module from a checkpoint of a separately
-built model (so the parity checks also prove the restore), with class thresholds of 0 so
-that an untrained network still yields objects to track. A fresh Python process that
-imports only TensorFlow and numpy loads the export and writes its outputs; they must equal
-ClipSegmenter.segment and VideoRunner.run_sequence on the Keras model.
+built model (so the parity checks also prove the restore), with its class head biased
+towards thing classes and class and overlap thresholds of 0, so that the untrained
+network yields objects to track. A fresh Python process that imports only TensorFlow and
+numpy loads the export and writes its outputs; they must equal ClipSegmenter.segment and
+VideoRunner.run_sequence on the Keras model.
 """
 
 import pathlib
@@ -14,6 +15,7 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
+import tf_keras
 from absl import app
 from google.protobuf import text_format
 
@@ -68,6 +70,12 @@ runner = module.SavedModelVideoRunner(export_dir)
 predictions = list(runner.stream(iter(video)))
 results["video/runner"] = np.stack([p.panoptic for p in predictions])
 results["video/indices"] = np.array([p.frame_index for p in predictions])
+results["video/matching_space"] = np.array(runner.matching_space_sizes)
+results["runner/clip_length_and_stride"] = np.array([runner.clip_length, runner.clip_stride])
+try:
+    runner.run_sequence(video.astype(np.float32))
+except TypeError as error:
+    results["float_frames_error"] = np.array(str(error))
 results["imported_deeplab_video"] = np.array(
     [name for name in sys.modules if name.startswith("deeplab_video")], dtype=str
 )
@@ -81,7 +89,17 @@ def _options() -> config_pb2.ExperimentOptions:
     post_processing.class_threshold_thing = 0.0
     post_processing.class_threshold_stuff = 0.0
     post_processing.mask_threshold = 0.05
+    post_processing.overlap_threshold = 0.0
     return options
+
+
+def _favour_things(model) -> None:
+    """Biases the class head towards the thing classes, so every query is a thing object
+    (the untrained network would make stuff or things at random)."""
+    head = model.checkpoint_items["prediction_head"]
+    (bias,) = [v for v in head.variables if "transformer_class_head" in v.name and "bias" in v.name]
+    thing_ids = list(synthetic.DESCRIPTOR.thing_ids)
+    bias.assign(tf.tensor_scatter_nd_update(bias, [[i] for i in thing_ids], [4.0] * len(thing_ids)))
 
 
 def _video(num_frames: int, size: tuple[int, int], seed: int = 0) -> np.ndarray:
@@ -95,7 +113,9 @@ def _video(num_frames: int, size: tuple[int, int], seed: int = 0) -> np.ndarray:
 def exported(tmp_path_factory):
     """The tiny model (reference weights), its options and the export directory."""
     options = _options()
+    tf_keras.utils.set_random_seed(0)
     model = builder.build_model(options, inference_only=True)
+    _favour_things(model)
     model_dir = tmp_path_factory.mktemp("model_dir")
     tf.train.Checkpoint(**model.checkpoint_items).save(str(model_dir / "ckpt"))
     export_dir = tmp_path_factory.mktemp("export") / "saved_model"
@@ -112,7 +132,7 @@ def fresh_process(exported, tmp_path_factory):
     inputs = {
         "clip": _video(2, SIZE)[np.newaxis],
         "odd_clip": _video(2, ODD_SIZE, seed=1)[np.newaxis],
-        "video": _video(NUM_FRAMES, SIZE, seed=2),
+        "video": _video(NUM_FRAMES, ODD_SIZE, seed=2),
     }
     np.savez(folder / "inputs.npz", **inputs)
     (folder / "script.py").write_text(_FRESH_PROCESS_SCRIPT, encoding="utf-8")
@@ -135,15 +155,21 @@ def fresh_process(exported, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def reference(exported):
+    """The Python path on the Keras model (one runner, so its functions trace once)."""
+    options, model, _ = exported
+    return video_tracker.VideoRunner(model, options)
+
+
+@pytest.fixture(scope="module")
 def loaded(exported):
     return tf.saved_model.load(str(exported[2]))
 
 
 @pytest.mark.parametrize("name", ["clip", "odd_clip"])
-def test_segment_clip_equals_the_keras_model_and_post_processing(exported, fresh_process, name):
-    options, model, _ = exported
+def test_segment_clip_equals_the_keras_model_and_post_processing(reference, fresh_process, name):
     inputs, outputs = fresh_process
-    expected = video_tracker.ClipSegmenter(model, options).segment(tf.constant(inputs[name][0]))
+    expected = reference.segmenter.segment(tf.constant(inputs[name][0]))
     assert outputs[f"{name}/panoptic"].shape == inputs[name].shape[:4]
     assert int(expected.num_objects) > 0  # thresholds of 0: the untrained model finds things
     for field in ("panoptic", "num_objects", "query_indices", "local_ids", "classes"):
@@ -154,17 +180,21 @@ def test_segment_clip_equals_the_keras_model_and_post_processing(exported, fresh
         )
 
 
-def test_tracking_through_signatures_and_runner_equals_video_runner(exported, fresh_process):
-    options, model, _ = exported
+def test_tracking_through_signatures_and_runner_equals_video_runner(reference, fresh_process):
     inputs, outputs = fresh_process
-    assert options.eval_dataset_options.clip_length == 2  # the script's clip schedule
-    expected = video_tracker.VideoRunner(model, options).run_sequence(inputs["video"])
+    assert reference.clip_length == 2  # the script's clip schedule
+    expected = reference.run_sequence(inputs["video"])
     divisor = synthetic.DESCRIPTOR.label_divisor
     things = np.isin(expected // divisor, synthetic.DESCRIPTOR.thing_ids)
-    assert np.any(things & (expected % divisor > 0))  # some tracked objects
+    ids_per_frame = [set(np.unique(expected[t][things[t]])) for t in range(NUM_FRAMES)]
+    # Objects keep their ids across clips (frame t + 1 comes from the clip after frame t's).
+    assert all(ids_per_frame[t] & ids_per_frame[t + 1] for t in range(1, NUM_FRAMES - 1))
     np.testing.assert_array_equal(outputs["video/signatures"], expected)
     np.testing.assert_array_equal(outputs["video/runner"], expected)
     np.testing.assert_array_equal(outputs["video/indices"], np.arange(NUM_FRAMES))
+    assert outputs["video/matching_space"].tolist() == reference.matching_space_sizes
+    assert outputs["runner/clip_length_and_stride"].tolist() == [2, 1]
+    assert "uint8" in str(outputs["float_frames_error"])
     assert outputs["imported_deeplab_video"].size == 0
 
 
@@ -236,17 +266,36 @@ def test_track_rejects_a_state_of_another_frame_size(loaded):
         track(**state, **other_size)
 
 
-def test_saved_model_runner_matches_video_runner_in_process(exported):
-    options, model, export_dir = exported
-    video = _video(4, ODD_SIZE, seed=3)
-    expected_runner = video_tracker.VideoRunner(model, options)
-    expected = expected_runner.run_sequence(video)
-    runner = saved_model_runner.SavedModelVideoRunner(str(export_dir))
-    assert (runner.clip_length, runner.clip_stride) == (2, 1)
-    np.testing.assert_array_equal(runner.run_sequence(video), expected)
-    assert runner.matching_space_sizes == expected_runner.matching_space_sizes
-    with pytest.raises(TypeError, match="uint8"):
-        runner.run_sequence(video.astype(np.float32))
+def test_a_client_built_initial_state_tracks_like_initial_state(loaded):
+    """REST clients cannot call a signature without inputs (nor send a [0, 0] tensor in
+    JSON); the README tells them to build the state, with previous_frame [[0]]."""
+    signatures = loaded.signatures
+    initial = signatures["initial_state"]()
+    m, d = initial["memory_embeddings"].shape
+    k = initial["previous_track_ids"].shape[0]
+    built = {
+        "memory_embeddings": np.zeros([m, d], np.float32),
+        "memory_boxes": np.zeros([m, 4], np.float32),
+        "memory_previous_boxes": np.zeros([m, 4], np.float32),
+        "memory_classes": np.full([m], -1, np.int32),
+        "memory_ids": np.full([m], -1, np.int32),
+        "memory_last_seen": np.zeros([m], np.int32),
+        "memory_valid": np.zeros([m], bool),
+        "memory_next_id": np.int32(1),
+        "previous_frame": np.zeros([1, 1], np.int32),
+        "previous_track_ids": np.full([k], -1, np.int32),
+        "previous_classes": np.full([k], -1, np.int32),
+        "num_clips": np.int32(0),
+    }
+    assert set(built) == set(initial)
+    for name, value in built.items():
+        if name != "previous_frame":
+            np.testing.assert_array_equal(initial[name], value, err_msg=name)
+    segmented = signatures["segment_clip"](frames=_video(2, SIZE)[None])
+    expected = signatures["track"](**initial, **segmented)
+    actual = signatures["track"](**{name: tf.constant(v) for name, v in built.items()}, **segmented)
+    for name, value in expected.items():
+        np.testing.assert_array_equal(actual[name], value, err_msg=name)
 
 
 def test_export_copies_the_config(exported):
