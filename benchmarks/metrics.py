@@ -19,6 +19,7 @@ import time
 
 import numpy as np
 from absl import app, flags
+
 from deeplab_video.evaluation import stq, vpq
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))

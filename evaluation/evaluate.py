@@ -20,9 +20,9 @@ from typing import Any
 
 import numpy as np
 from absl import app, flags, logging
-from deeplab_video.evaluation import label_io, pq, stq, vpq
 
 from deeplab_video.data import datasets
+from deeplab_video.evaluation import label_io, pq, stq, vpq
 
 # STQ's pair offset when none is given: 2**16 * label_divisor, as DeepLab2 sets it.
 _DEFAULT_OFFSET_FACTOR = 2**16
@@ -31,7 +31,11 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("gt_dir", None, "Ground-truth folder of <sequence>/<frame>.png.")
 flags.DEFINE_string("pred_dir", None, "Prediction folder with the same layout and names.")
 flags.DEFINE_enum(
-    "dataset", None, sorted(datasets.DATASETS), "Dataset whose constants decode the labels."
+    "dataset",
+    None,
+    sorted(datasets.DATASETS),
+    "Dataset whose constants decode the labels.",
+    allow_override=True,
 )
 flags.DEFINE_enum(
     "format",

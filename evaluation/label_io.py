@@ -25,6 +25,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+
 from deeplab_video.evaluation import label_counts
 
 FORMATS = ("kitti_step", "vipseg")

@@ -27,6 +27,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
+
 from deeplab_video.evaluation import label_counts
 
 # Part of the definition of PQ (not tunable): a pair matches when its IoU exceeds

@@ -32,6 +32,7 @@ from collections.abc import Hashable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
+
 from deeplab_video.evaluation import label_counts
 
 _EPSILON = 1e-15

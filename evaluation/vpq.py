@@ -35,6 +35,7 @@ from collections.abc import Hashable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
+
 from deeplab_video.evaluation import label_counts, pq
 
 

@@ -17,20 +17,32 @@ from absl import app, flags, logging
 
 from deeplab_video.trainer import infer_lib
 
-_CONFIG_FILE = flags.DEFINE_string("config_file", None, "Experiment textproto.")
+_CONFIG_FILE = flags.DEFINE_string(
+    "config_file", None, "Experiment textproto.", allow_override=True
+)
 _CHECKPOINT = flags.DEFINE_string(
-    "checkpoint", None, "Checkpoint file or model_dir (latest checkpoint is used)."
+    "checkpoint",
+    None,
+    "Checkpoint file or model_dir (latest checkpoint is used).",
+    allow_override=True,
 )
 _SAVED_MODEL = flags.DEFINE_string(
     "saved_model", None, "Exported SavedModel to run instead of --config_file/--checkpoint."
 )
 _INPUT = flags.DEFINE_string("input", None, "Video file or folder of frames.", required=True)
-_OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Where outputs go.", required=True)
+_OUTPUT_DIR = flags.DEFINE_string(
+    "output_dir", None, "Where outputs go.", required=True, allow_override=True
+)
 _DATASET = flags.DEFINE_string(
-    "dataset", None, "Dataset descriptor for --saved_model runs (classes, colours)."
+    "dataset",
+    None,
+    "Dataset descriptor for --saved_model runs (classes, colours).",
+    allow_override=True,
 )
 _NO_VIDEO = flags.DEFINE_bool("no_video", False, "Do not write overlay.mp4.")
-_MAX_FRAMES = flags.DEFINE_integer("max_frames", 0, "Stop after this many frames (0 = all).")
+_MAX_FRAMES = flags.DEFINE_integer(
+    "max_frames", 0, "Stop after this many frames (0 = all).", allow_override=True
+)
 
 
 def main(argv: list[str]) -> None:

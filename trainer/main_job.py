@@ -25,10 +25,16 @@ from deeplab_video.protos import config_pb2
 from deeplab_video.trainer import evaluator, train_lib
 
 _CONFIG_FILE = flags.DEFINE_string(
-    "config_file", "configs/synthetic/tiny_near_online.textproto", "Experiment textproto."
+    "config_file",
+    "configs/synthetic/tiny_near_online.textproto",
+    "Experiment textproto.",
+    allow_override=True,
 )
 _MODEL_DIR = flags.DEFINE_string(
-    "model_dir", None, "Checkpoints and results (default experiments/<experiment_name>)."
+    "model_dir",
+    None,
+    "Checkpoints and results (default experiments/<experiment_name>).",
+    allow_override=True,
 )
 # Metrics of the results table, in order.
 TABLE_METRICS = ("STQ", "AQ", "IoU", "VPQ", "VPQ_thing", "VPQ_stuff", "PQ")

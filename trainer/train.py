@@ -17,9 +17,13 @@ from deeplab_video import config
 from deeplab_video.trainer import train_lib
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("config_file", None, "Experiment textproto (see configs/).")
+flags.DEFINE_string(
+    "config_file", None, "Experiment textproto (see configs/).", allow_override=True
+)
 flags.DEFINE_enum("mode", "train", list(train_lib.MODES), "What to run.")
-flags.DEFINE_string("model_dir", None, "Checkpoints, summaries and results go here.")
+flags.DEFINE_string(
+    "model_dir", None, "Checkpoints, summaries and results go here.", allow_override=True
+)
 flags.DEFINE_integer(
     "num_gpus", None, "GPUs to use; more than 1 selects the mirrored strategy (default: config)."
 )

@@ -15,7 +15,9 @@ from absl import app, flags, logging
 from deeplab_video.data import synthetic
 
 _DEFAULTS = synthetic.SyntheticConfig()
-_OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Directory of the dataset.", required=True)
+_OUTPUT_DIR = flags.DEFINE_string(
+    "output_dir", None, "Directory of the dataset.", required=True, allow_override=True
+)
 _SEED = flags.DEFINE_integer("seed", _DEFAULTS.seed, "Random seed of the whole dataset.")
 _NUM_TRAIN = flags.DEFINE_integer(
     "num_train_sequences", _DEFAULTS.num_train_sequences, "Training sequences."
@@ -24,7 +26,9 @@ _NUM_VAL = flags.DEFINE_integer(
     "num_val_sequences", _DEFAULTS.num_val_sequences, "Validation sequences."
 )
 _MIN_FRAMES = flags.DEFINE_integer("min_frames", _DEFAULTS.min_frames, "Shortest sequence.")
-_MAX_FRAMES = flags.DEFINE_integer("max_frames", _DEFAULTS.max_frames, "Longest sequence.")
+_MAX_FRAMES = flags.DEFINE_integer(
+    "max_frames", _DEFAULTS.max_frames, "Longest sequence.", allow_override=True
+)
 _HEIGHT = flags.DEFINE_integer("height", _DEFAULTS.height, "Frame height in pixels.")
 _WIDTH = flags.DEFINE_integer("width", _DEFAULTS.width, "Frame width in pixels.")
 _MAX_OBJECTS = flags.DEFINE_integer(

@@ -15,12 +15,21 @@ from absl import app, flags, logging
 from deeplab_video import config
 from deeplab_video.export import export_lib
 
-_CONFIG_FILE = flags.DEFINE_string("config_file", None, "Experiment textproto.", required=True)
+_CONFIG_FILE = flags.DEFINE_string(
+    "config_file", None, "Experiment textproto.", required=True, allow_override=True
+)
 _CHECKPOINT = flags.DEFINE_string(
-    "checkpoint", None, "Checkpoint prefix or model_dir (latest checkpoint); default: none."
+    "checkpoint",
+    None,
+    "Checkpoint prefix or model_dir (latest checkpoint); default: none.",
+    allow_override=True,
 )
 _OUTPUT_DIR = flags.DEFINE_string(
-    "output_dir", None, "Directory the SavedModel is written to.", required=True
+    "output_dir",
+    None,
+    "Directory the SavedModel is written to.",
+    required=True,
+    allow_override=True,
 )
 
 

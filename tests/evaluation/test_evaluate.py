@@ -8,9 +8,9 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
-from deeplab_video.evaluation import evaluate, label_io, pq, stq, vpq
 
 from deeplab_video.data import datasets
+from deeplab_video.evaluation import evaluate, label_io, pq, stq, vpq
 from tests.evaluation import reference_metrics
 
 KITTI = datasets.KITTI_STEP

@@ -5,8 +5,8 @@ import pickle
 import numpy as np
 import pytest
 import tensorflow as tf
-from deeplab_video.evaluation import pq
 
+from deeplab_video.evaluation import pq
 from tests.evaluation import reference_metrics
 
 DIVISOR = 1000

@@ -2,9 +2,9 @@
 
 import pytest
 import tensorflow as tf
-from deeplab_video.trainer import distribution
 
 from deeplab_video.protos import config_pb2
+from deeplab_video.trainer import distribution
 from tests.trainer import logical_cpus
 
 logical_cpus.configure()

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tf_keras
-from deeplab_video.trainer import optimizer as optimizer_lib
 
 from deeplab_video.protos import config_pb2
+from deeplab_video.trainer import optimizer as optimizer_lib
 
 
 def _solver(**fields) -> config_pb2.SolverOptions:

@@ -12,7 +12,11 @@ from deeplab_video.data import tfrecord
 from deeplab_video.data.converters import common
 
 _OUTPUT_DIR = flags.DEFINE_string(
-    "output_dir", None, "Directory of the TFRecord shards (created if needed).", required=True
+    "output_dir",
+    None,
+    "Directory of the TFRecord shards (created if needed).",
+    required=True,
+    allow_override=True,
 )
 _SPLITS = flags.DEFINE_list(
     "splits",
