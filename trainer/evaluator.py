@@ -118,29 +118,17 @@ class Evaluator(orbit.AbstractEvaluator):
                 else min(limit, self._options.num_eval_sequences)
             )
         step = int(self._global_step.numpy())
-        stq_metric, vpq_metric, pq_metric = self._create_metrics()
+        metrics = self._create_metrics()
         if self._centre_recorder is not None:
             self._centre_recorder.start()
-        num_frames = 0
-        sequences = sequence_reader.iter_sequences(self._dataset_options.file_pattern)
-        for index, (sequence_id, frames) in enumerate(sequences):
-            if 0 <= limit <= index:
-                break
-            for frame, panoptic in self._predict(frames):
-                stq_metric.update_state(frame.panoptic, panoptic, sequence_id)
-                vpq_metric.update_state(frame.panoptic, panoptic, sequence_id)
-                if self._options.metrics.frame_pq:
-                    pq_metric.update_state(frame.panoptic, panoptic)
-                num_frames += 1
-                if self._options.save_predictions and self._output_dir:
-                    self._save_prediction(step, sequence_id, frame.frame_index, panoptic)
+        num_frames = self._score_sequences(limit, step, *metrics)
         if num_frames == 0:
             raise ValueError(
                 f"no evaluation frame in {list(self._dataset_options.file_pattern)} "
                 f"(num_eval_sequences={self._options.num_eval_sequences})"
             )
         # The result dict of the evaluate CLI, so that both write the same JSON.
-        results = evaluate._collect(self._descriptor, stq_metric, vpq_metric, pq_metric, num_frames)
+        results = evaluate._collect(self._descriptor, *metrics, num_frames)
         if not self._options.metrics.frame_pq:
             _blank_frame_pq(results)
         logging.info("Evaluation at step %d:\n%s", step, evaluate.format_report(results))
@@ -170,6 +158,34 @@ class Evaluator(orbit.AbstractEvaluator):
             vpq.VideoPanopticQuality(*args, window_sizes=self._options.metrics.vpq_window_sizes),
             pq.PanopticQuality(*args),
         )
+
+    def _score_sequences(
+        self,
+        limit: int,
+        step: int,
+        stq_metric: stq.STQuality,
+        vpq_metric: vpq.VideoPanopticQuality,
+        pq_metric: pq.PanopticQuality,
+    ) -> int:
+        """Predicts the first `limit` sequences (all if < 0) into the metrics.
+
+        Returns:
+            The number of frames scored.
+        """
+        num_frames = 0
+        sequences = sequence_reader.iter_sequences(self._dataset_options.file_pattern)
+        for index, (sequence_id, frames) in enumerate(sequences):
+            if 0 <= limit <= index:
+                break
+            for frame, panoptic in self._predict(frames):
+                stq_metric.update_state(frame.panoptic, panoptic, sequence_id)
+                vpq_metric.update_state(frame.panoptic, panoptic, sequence_id)
+                if self._options.metrics.frame_pq:
+                    pq_metric.update_state(frame.panoptic, panoptic)
+                num_frames += 1
+                if self._options.save_predictions and self._output_dir:
+                    self._save_prediction(step, sequence_id, frame.frame_index, panoptic)
+        return num_frames
 
     def _predict(
         self, frames: Iterator[sequence_reader.Frame]

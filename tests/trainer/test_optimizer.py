@@ -5,8 +5,11 @@ import pytest
 import tensorflow as tf
 import tf_keras
 
+from deeplab_video import config
+from deeplab_video.model import builder
 from deeplab_video.protos import config_pb2
 from deeplab_video.trainer import optimizer as optimizer_lib
+from tests import conftest
 
 
 def _solver(**fields) -> config_pb2.SolverOptions:
@@ -155,3 +158,21 @@ def test_mixed_precision_wrapping():
 def test_unknown_optimizer():
     with pytest.raises(ValueError, match="unknown optimizer 'rmsprop'"):
         optimizer_lib.build_optimizer(_solver(optimizer="rmsprop"), [])
+
+
+@pytest.mark.slow
+def test_decay_mask_and_groups_on_video_kmax():
+    options = config.load_config(conftest.CONFIG_DIR / "synthetic/tiny_online.textproto")
+    model = builder.build_model(options)
+    backbone = model.checkpoint_items["backbone"].trainable_variables
+    opt = optimizer_lib.build_optimizer(_solver(), model.trainable_variables, backbone, "float32")
+    decayed = {v.name for v in model.trainable_variables if optimizer_lib.is_weight_decayed(v)}
+    for v in model.trainable_variables:
+        leaf = v.name.rsplit("/", 1)[-1]
+        # kMaX-DeepLab: only convolution / dense kernels; never norms, biases, the query
+        # cluster centres or relative positional embeddings.
+        assert (v.name in decayed) == leaf.endswith("kernel:0"), v.name
+    assert any("cluster_centers" in v.name for v in model.trainable_variables)
+    multipliers = {opt._var_key(v) for v in backbone}
+    assert len(multipliers) == len(backbone) > 0
+    assert all("backbone" in v.name or "resnet" in v.name for v in backbone)

@@ -15,10 +15,14 @@ import pytest
 import tensorflow as tf
 import tf_keras
 
-from deeplab_video import common
+from deeplab_video import common, config
+from deeplab_video.data import datasets, pipeline, synthetic
+from deeplab_video.loss import loss_builder
+from deeplab_video.model import builder
 from deeplab_video.protos import config_pb2
 from deeplab_video.trainer import optimizer as optimizer_lib
 from deeplab_video.trainer import trainer as trainer_lib
+from tests import conftest
 from tests.trainer import logical_cpus
 
 _CLIP_SHAPE = (2, 4, 4, 3)  # num_frames, height, width, channels
@@ -70,7 +74,9 @@ def _solver(**fields) -> config_pb2.SolverOptions:
     return solver
 
 
-def _build(strategy, examples, global_batch, solver=None, mixed_precision="float32"):
+def _build(
+    strategy, examples, global_batch, solver=None, mixed_precision="float32", jit_compile=False
+):
     """Builds model, optimizer and trainer in the strategy scope."""
     dataset = tf.data.Dataset.from_tensor_slices(examples).batch(global_batch).repeat()
     with strategy.scope():
@@ -86,6 +92,7 @@ def _build(strategy, examples, global_batch, solver=None, mixed_precision="float
             optimizer,
             strategy.experimental_distribute_dataset(dataset),
             global_step,
+            jit_compile=jit_compile,
         )
     return trainer
 
@@ -116,6 +123,15 @@ def test_loss_decreases():
     trainer.train(tf.constant(30))
     last = float(trainer.train(tf.constant(1))["losses/" + common.LOSS_TOTAL])
     assert last < 0.5 * first
+
+
+def test_jit_compiled_step_matches():
+    plain = _build(tf.distribute.get_strategy(), _examples(4), global_batch=2)
+    compiled = _build(tf.distribute.get_strategy(), _examples(4), global_batch=2, jit_compile=True)
+    plain.train(tf.constant(3))
+    compiled.train(tf.constant(3))
+    for a, b in zip(_weights(plain), _weights(compiled), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
 def test_loss_without_total_is_rejected():
@@ -239,6 +255,83 @@ def test_non_finite_on_one_replica_stops_all():
     trainer = _build(strategy, examples, global_batch=4)
     with pytest.raises(trainer_lib.NonFiniteLossError, match="at step 2 in"):
         trainer.train(tf.constant(2))
+
+
+def _real_setup(tmp_path):
+    """Tiny Video-kMaX options (sync BN, every pixel in the losses) and one global batch."""
+    options = config.load_config(conftest.CONFIG_DIR / "synthetic/tiny_online.textproto")
+    options.model_options.backbone.use_sync_batchnorm = True
+    # The auxiliary head's ASPP normalises image-pooled features, 2 values per channel
+    # here: its synchronised variance (E[x^2] - E[x]^2) is too ill-conditioned to compare.
+    options.model_options.heads.auxiliary_semantic_head = False
+    options.trainer_options.loss_options.instance_discrimination_sample_k = 0
+    options.trainer_options.loss_options.auxiliary_semantic_sample_k = 0
+    small = synthetic.SyntheticConfig(
+        num_train_sequences=2,
+        num_val_sequences=1,
+        min_frames=3,
+        max_frames=3,
+        height=64,
+        width=64,
+        num_train_shards=1,
+        num_val_shards=1,
+        write_pngs=False,
+    )
+    data_dir = synthetic.ensure_synthetic_dataset(tmp_path / "data", small)
+    dataset_options = options.train_dataset_options
+    dataset_options.file_pattern[:] = [str(tmp_path / "data/train-*.tfrecord")]
+    dataset_options.crop_size[:] = [65, 65]
+    dataset_options.batch_size = 2
+    dataset_options.deterministic = True
+    batch = next(iter(pipeline.build_clip_dataset(dataset_options, is_training=True)))
+    assert data_dir
+    return options, batch
+
+
+def _train_real(options, batch, strategy) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Weights (initial, after 2 SGD steps) of the tiny model trained on `batch`."""
+    solver = config_pb2.SolverOptions(
+        optimizer="sgd", base_learning_rate=0.01, warmup_steps=0, training_number_of_steps=10
+    )
+    descriptor = datasets.get_descriptor("synthetic")
+    with strategy.scope():
+        tf_keras.utils.set_random_seed(0)
+        model = builder.build_model(options)
+        loss = loss_builder.VideoKMaXLoss(
+            options.trainer_options.loss_options,
+            options.model_options.num_classes,
+            descriptor.ignore_label,
+            auxiliary_semantic_head=options.model_options.heads.auxiliary_semantic_head,
+        )
+        optimizer = optimizer_lib.build_optimizer(solver, model.trainable_variables)
+        dataset = strategy.experimental_distribute_dataset(
+            tf.data.Dataset.from_tensors(batch).repeat()
+        )
+        trainer = trainer_lib.Trainer(
+            model, loss, optimizer, dataset, orbit.utils.create_global_step()
+        )
+    initial = [v.numpy() for v in model.weights]
+    trainer.train(tf.constant(2))
+    return initial, [v.numpy() for v in model.weights]
+
+
+@pytest.mark.slow
+def test_two_replicas_match_one_device_with_the_real_model(tmp_path):
+    """Video-kMaX with sync BN: 2 x 1 clips on two replicas = 2 clips on one device."""
+    if logical_cpus.rerun_isolated(
+        __file__, "test_two_replicas_match_one_device_with_the_real_model"
+    ):
+        return
+    options, batch = _real_setup(tmp_path)
+    initial, single = _train_real(options, batch, tf.distribute.OneDeviceStrategy("/cpu:0"))
+    _, mirrored = _train_real(options, batch, tf.distribute.MirroredStrategy(logical_cpus.DEVICES))
+    # Every variable (BN moving statistics included: sync BN sees the global batch) moves
+    # by the same update, up to float32 noise (~1e-9 on updates that are noise themselves).
+    for start, a, b in zip(initial, single, mirrored, strict=True):
+        update = np.linalg.norm(a - start)
+        assert np.linalg.norm(b - a) <= 0.05 * update + 1e-7
+    moved = [np.linalg.norm(a - start) > 1e-6 for start, a in zip(initial, single, strict=True)]
+    assert sum(moved) >= 10
 
 
 def _free_port() -> int:
