@@ -41,7 +41,9 @@ def test_interval_summary_manager_writes_multiples_only(tmp_path):
 def test_progress_logger_line(caplog):
     step = tf.Variable(0, dtype=tf.int64)
     logger = summaries.ProgressLogger(step, total_steps=100, every_n_steps=10)
-    with caplog.at_level(logging.INFO):
+    # The absl logger has its own level (set from --verbosity by any absl app run earlier
+    # in the process), so raise it for this block as well as the root logger's.
+    with caplog.at_level(logging.INFO), caplog.at_level(logging.INFO, logger="absl"):
         step.assign(5)
         logger({"losses/total_loss": 1.0})  # Not a multiple of 10: silent.
         step.assign(10)
