@@ -163,12 +163,15 @@ def test_training_loss_decreases_and_schedule_is_logged(trained):
 
 
 @pytest.mark.slow
-def test_eval_mode_scores_the_latest_checkpoint(trained):
+def test_eval_modes_score_the_latest_checkpoint(trained):
     model_dir, options = trained
     scalars = train_lib.run_experiment("eval", options, model_dir)
     assert 0.0 <= scalars["STQ"] <= 1.0 and scalars["num_sequences"] == 1
     assert os.path.exists(os.path.join(model_dir, "eval", "metrics_step_00000030.json"))
     assert 30 in _events(os.path.join(model_dir, "eval"))["STQ"]
+    # continuous_eval evaluates the checkpoint there and stops: it is the last one.
+    continuous = train_lib.run_experiment("continuous_eval", options, model_dir)
+    assert continuous["STQ"] == pytest.approx(scalars["STQ"])
 
 
 @pytest.mark.slow
