@@ -112,7 +112,7 @@ def convert(
 
     Args:
         root: the cityscapes_vps folder (holding train/ and val/).
-        output_dir: where `<split>-XXXXX-of-YYYYY.tfrecord` shards are written.
+        output_dir: where `<split>-NNNNN-of-NNNNN.tfrecord` shards are written.
         splits: "train" and/or "val".
         num_shards: the most shards per split (a video never spans two shards).
         image_format: "png" or "jpeg" for the stored frames; None keeps PNG.

@@ -110,7 +110,7 @@ def convert(
 
     Args:
         root: the KITTI-STEP root.
-        output_dir: where `<split>-XXXXX-of-YYYYY.tfrecord` shards are written.
+        output_dir: where `<split>-NNNNN-of-NNNNN.tfrecord` shards are written.
         splits: which splits to convert; "test" has no panoptic maps and gets all-void
             labels (for inference only).
         num_shards: the most shards per split (a sequence never spans two shards).

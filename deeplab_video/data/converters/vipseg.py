@@ -198,7 +198,7 @@ def convert(
 
     Args:
         root: the VIPSeg_720P folder.
-        output_dir: where `<split>-XXXXX-of-YYYYY.tfrecord` shards are written.
+        output_dir: where `<split>-NNNNN-of-NNNNN.tfrecord` shards are written.
         splits: which splits to convert; "test" has no labels and gets all-void ones (for
             inference only).
         num_shards: the most shards per split (a video never spans two shards).
