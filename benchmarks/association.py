@@ -22,10 +22,9 @@ objects per clip the memory buffer decoded after the first clip).
 """
 
 import json
-import os
-import platform
 import time
 
+import device_info
 import numpy as np
 import scipy.optimize
 import tensorflow as tf
@@ -46,17 +45,6 @@ MAX_OBJECTS, NUM_QUERIES, EMBEDDING_DIM = 128, 128, 128
 PARAMS = memory_state.MemoryParams()
 MAX_TRACKS = evaluator_pb2.MemoryBufferOptions().max_tracks
 STITCHING = evaluator_pb2.StitchingOptions()
-
-
-def _device() -> str:
-    model = platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
-        model = names[0] if names else model
-    except OSError:
-        pass
-    return f"cpu: {model}, {os.cpu_count()} logical cores"
 
 
 def make_clips(num_objects, num_clips, height, width, seed=0):
@@ -316,7 +304,7 @@ def main(argv):
         decoded = float(np.mean([r[2] for r in tf_results[1:]]))
         objects_per_clip = float(np.mean([clip["num_objects"] for clip in clips]))
         record = {
-            "device": _device(),
+            "device": device_info.describe_device(),
             "objects": num_objects,
             "objects_per_clip": round(objects_per_clip, 1),
             "memory_decoded_per_clip": round(decoded, 1),

@@ -26,9 +26,9 @@ Every case prints one JSON record; a table with the paper's figures alongside fo
 
 import json
 import os
-import platform
 import time
 
+import device_info
 import numpy as np
 import tensorflow as tf
 import tf_keras
@@ -74,14 +74,6 @@ _WARMUP = flags.DEFINE_integer("warmup", 2, "Untimed clips before the runs.")
 _XLA = flags.DEFINE_bool("xla", False, "Compile the forward pass with XLA.")
 _MIXED = flags.DEFINE_bool("mixed_precision", False, "Use the mixed_float16 policy (GPU).")
 _FLOPS = flags.DEFINE_bool("flops", True, "Count FLOPs (profiles a frozen graph).")
-
-
-def _device() -> str:
-    gpus = tf.config.list_physical_devices("GPU")
-    if gpus:
-        details = tf.config.experimental.get_device_details(gpus[0])
-        return f"gpu: {details.get('device_name', gpus[0].name)}"
-    return f"cpu: {platform.processor() or platform.machine()}, {os.cpu_count()} logical cores"
 
 
 def _macs(op: tf.Operation) -> int | None:
@@ -196,7 +188,7 @@ def main(argv: list[str]) -> None:
                 record = {
                     "backbone": backbone,
                     "case": case,
-                    "device": _device(),
+                    "device": device_info.describe_device(),
                     "frame_size": frame_size,
                     "padded_size": f"{height}x{width}",
                     "num_frames": num_frames,

@@ -21,10 +21,10 @@ Cases: "tiny" (configs/synthetic/tiny_near_online.textproto at 97 x 129) and
 import json
 import os
 import pathlib
-import platform
 import tempfile
 import time
 
+import device_info
 import numpy as np
 import tensorflow as tf
 from absl import app, flags
@@ -42,21 +42,6 @@ CASES = {
 _CASES = flags.DEFINE_list("cases", ["tiny"], f"Cases to run, of {sorted(CASES)}.")
 _WARMUP = flags.DEFINE_integer("warmup", 2, "Untimed clips per signature.")
 _ITERATIONS = flags.DEFINE_integer("iterations", 20, "Timed clips per signature.")
-
-
-def _device() -> str:
-    gpus = tf.config.list_physical_devices("GPU")
-    if gpus:
-        details = tf.config.experimental.get_device_details(gpus[0])
-        return f"gpu: {details.get('device_name', gpus[0].name)} x{len(gpus)}"
-    model = platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
-        model = names[0] if names else model
-    except OSError:
-        pass
-    return f"cpu: {model}, {os.cpu_count()} logical cores"
 
 
 def _directory_bytes(path: str) -> int:
@@ -109,7 +94,7 @@ def _run_case(name: str, export_root: str) -> dict:
         "benchmark": "export_latency",
         "case": name,
         "config": str(config_path.relative_to(_REPO)),
-        "device": _device(),
+        "device": device_info.describe_device(),
         "tensorflow": tf.__version__,
         "frame_size": [height, width],
         "clip_length": clip_length,

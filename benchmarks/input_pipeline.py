@@ -12,10 +12,10 @@ median and p90 time per batch in milliseconds. Not part of pytest.
 
 import json
 import os
-import platform
 import tempfile
 import time
 
+import device_info
 import numpy as np
 import tensorflow as tf
 from absl import app, flags
@@ -33,17 +33,6 @@ _BATCH = flags.DEFINE_integer("batch_size", 4, "Clips per batch (the synthetic c
 _CROP = flags.DEFINE_list("crop_size", ["97", "129"], "Crop [height, width].")
 _WARMUP = flags.DEFINE_integer("warmup", 5, "Untimed batches before timing.")
 _ITERATIONS = flags.DEFINE_integer("iterations", 50, "Timed batches per case.")
-
-
-def _device() -> str:
-    model = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
-        model = names[0] if names else model
-    except OSError:
-        pass
-    return f"cpu: {model}, {os.cpu_count()} logical cores (tf.data runs on the host)"
 
 
 def _options(data_dir: str, mode: str, clip_length: int) -> dataset_pb2.DatasetOptions:
@@ -74,7 +63,7 @@ def _time_case(data_dir: str, mode: str, clip_length: int) -> dict:
         clips += element[common.IMAGE].numpy().shape[0]
         seconds.append(time.perf_counter() - start)
     return {
-        "device": _device(),
+        "device": device_info.describe_device(),
         "T": clip_length,
         "batch": options.batch_size,
         "mode": mode,
