@@ -111,10 +111,10 @@ def evaluate_folders(
         pq_metric.update_state(gt, pred)
         num_frames += 1
     logging.info("Evaluated %d frames of %s against %s", num_frames, pred_dir, gt_dir)
-    return _collect(dataset, stq_metric, vpq_metric, pq_metric, num_frames)
+    return collect_results(dataset, stq_metric, vpq_metric, pq_metric, num_frames)
 
 
-def _collect(
+def collect_results(
     dataset: Any,
     stq_metric: stq.STQuality,
     vpq_metric: vpq.VideoPanopticQuality,
@@ -225,12 +225,12 @@ def _label_space() -> LabelSpace:
     return LabelSpace(class_names=names, **values)
 
 
-def _to_json(value: Any) -> Any:
+def results_to_json(value: Any) -> Any:
     """JSON-ready copy: numpy scalars become Python numbers, NaN becomes null."""
     if isinstance(value, dict):
-        return {str(k): _to_json(v) for k, v in value.items()}
+        return {str(k): results_to_json(v) for k, v in value.items()}
     if isinstance(value, list | tuple | np.ndarray):
-        return [_to_json(v) for v in value]
+        return [results_to_json(v) for v in value]
     if isinstance(value, np.generic):
         value = value.item()
     if isinstance(value, float) and not np.isfinite(value):
@@ -256,7 +256,7 @@ def main(argv: Sequence[str]) -> None:
     sys.stdout.write(format_report(results) + "\n")
     if FLAGS.output_json:
         with open(FLAGS.output_json, "w", encoding="utf-8") as file:
-            json.dump(_to_json(results), file, indent=2)
+            json.dump(results_to_json(results), file, indent=2)
         logging.info("Wrote %s", FLAGS.output_json)
 
 

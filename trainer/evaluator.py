@@ -58,7 +58,7 @@ class QueryCentreRecorder:
         if output_prefix and centres is not None:
             centres.plot(output_prefix + ".png", title)
             with tf.io.gfile.GFile(output_prefix + ".json", "w") as f:
-                f.write(json.dumps(evaluate._to_json(centres.to_json()), indent=1))
+                f.write(json.dumps(evaluate.results_to_json(centres.to_json()), indent=1))
 
 
 class Evaluator(orbit.AbstractEvaluator):
@@ -128,7 +128,7 @@ class Evaluator(orbit.AbstractEvaluator):
                 f"(num_eval_sequences={self._options.num_eval_sequences})"
             )
         # The result dict of the evaluate CLI, so that both write the same JSON.
-        results = evaluate._collect(self._descriptor, *metrics, num_frames)
+        results = evaluate.collect_results(self._descriptor, *metrics, num_frames)
         if not self._options.metrics.frame_pq:
             _blank_frame_pq(results)
         logging.info("Evaluation at step %d:\n%s", step, evaluate.format_report(results))
@@ -223,7 +223,7 @@ class Evaluator(orbit.AbstractEvaluator):
         if not self._output_dir:
             return
         tf.io.gfile.makedirs(self._output_dir)
-        text = json.dumps(evaluate._to_json({"step": step, **results}), indent=2)
+        text = json.dumps(evaluate.results_to_json({"step": step, **results}), indent=2)
         for name in (f"metrics_step_{step:08d}.json", METRICS_FILE):
             with tf.io.gfile.GFile(os.path.join(self._output_dir, name), "w") as f:
                 f.write(text)
