@@ -151,7 +151,11 @@ def test_non_finite_loss_names_step_and_term():
     with pytest.raises(trainer_lib.NonFiniteLossError, match="at step 3 in") as error:
         trainer.train(tf.constant(3))
     assert error.value.step == 3
-    assert set(error.value.terms) == {
+    # Which terms a NaN pixel poisons depends on the CPU's kernels (oneDNN's vectorised
+    # ReLU maps NaN to 0, so on some CPUs only the gradient norm is non-finite): the
+    # promise is that the error names at least one of them and nothing else.
+    assert error.value.terms
+    assert set(error.value.terms) <= {
         common.LOSS_TOTAL,
         "squared_error",
         trainer_lib.GRADIENT_NORM,
