@@ -59,7 +59,7 @@ def _validate_options(options: trainer_pb2.LossOptions, num_classes: int) -> Non
         "mask_id_cross_entropy_weight",
         "instance_discrimination_weight",
         "auxiliary_semantic_weight",
-        "no_object_weight",
+        "pq_style_weight_floor",
         "instance_discrimination_sample_k",
         "auxiliary_semantic_sample_k",
         "instance_discrimination_temperature",
@@ -72,8 +72,9 @@ def _validate_options(options: trainer_pb2.LossOptions, num_classes: int) -> Non
             raise ValueError(f"loss_options.{name} must be >= 0, got {getattr(options, name)}.")
     if options.instance_discrimination_logit_temperature <= 0:
         raise ValueError("loss_options.instance_discrimination_logit_temperature must be > 0.")
-    if options.dice_epsilon <= 0:
-        raise ValueError(f"loss_options.dice_epsilon must be > 0, got {options.dice_epsilon}.")
+    for name in ("dice_epsilon", "dice_smooth"):
+        if getattr(options, name) <= 0:
+            raise ValueError(f"loss_options.{name} must be > 0, got {getattr(options, name)}.")
     if not 0.0 < options.auxiliary_semantic_top_k_percent <= 1.0:
         raise ValueError(
             "loss_options.auxiliary_semantic_top_k_percent must lie in (0, 1], got "
@@ -158,7 +159,8 @@ class VideoKMaXLoss:
             num_classes + 1], common.PRED_PIXEL_FEATURES float [batch, num_frames, h, w,
             channels] (L2-normalised), optionally common.PRED_SEMANTIC_LOGITS float
             [batch, num_frames, h, w, num_classes] and common.PRED_AUX_OUTPUTS, a list of
-            dicts with the mask and class logits of earlier decoder layers.
+            dicts with the mask logits, class logits and pixel features of earlier decoder
+            layers (at the final layer's size).
 
         Returns:
           Dict from `get_loss_names()` to float32 [batch] losses; common.LOSS_TOTAL is
@@ -186,17 +188,18 @@ class VideoKMaXLoss:
         ):
             losses.update(self._mask_losses(clip, tube_masks, predictions))
         if common.LOSS_INSTANCE_DISCRIMINATION in self._weights:
-            features = tf.cast(predictions[common.PRED_PIXEL_FEATURES], tf.float32)
-            _check_same_clip_shape(tube_masks, features, common.PRED_PIXEL_FEATURES)
-            losses[common.LOSS_INSTANCE_DISCRIMINATION] = (
-                instance_discrimination.instance_discrimination_loss(
-                    loss_utils.flatten_clip(features),
-                    clip.gt_masks,
-                    clip.pixel_valid,
-                    sample_k=options.instance_discrimination_sample_k,
-                    sample_temperature=options.instance_discrimination_temperature,
-                    temperature=options.instance_discrimination_logit_temperature,
-                )
+            losses[common.LOSS_INSTANCE_DISCRIMINATION] = tf.add_n(
+                [
+                    instance_discrimination.instance_discrimination_loss(
+                        features,
+                        clip.gt_masks,
+                        clip.pixel_valid,
+                        sample_k=options.instance_discrimination_sample_k,
+                        sample_temperature=options.instance_discrimination_temperature,
+                        temperature=options.instance_discrimination_logit_temperature,
+                    )
+                    for features in self._layer_pixel_features(tube_masks, predictions)
+                ]
             )
         if common.LOSS_AUXILIARY_SEMANTIC in self._weights:
             losses[common.LOSS_AUXILIARY_SEMANTIC] = self._semantic_loss(
@@ -211,16 +214,39 @@ class VideoKMaXLoss:
             )
         return losses
 
+    def _supervised_outputs(
+        self, predictions: Mapping[str, object]
+    ) -> list[tuple[str, Mapping[str, object]]]:
+        """(name, outputs) of every supervised prediction: the final one first, then the
+        earlier decoder layers' under deep supervision."""
+        layer_outputs = [("predictions", predictions)]
+        if self._options.deep_supervision:
+            layer_outputs += [
+                (f"aux_outputs[{index}]", outputs)
+                for index, outputs in enumerate(predictions.get(common.PRED_AUX_OUTPUTS) or [])
+            ]
+        return layer_outputs
+
+    def _layer_pixel_features(
+        self, tube_masks: tf.Tensor, predictions: Mapping[str, object]
+    ) -> list[tf.Tensor]:
+        """Flat pixel features float32 [batch, num_pixels, channels] per supervised
+        prediction: instance discrimination, like DeepLab2's kMaX and the official
+        criterion, is summed over all of them."""
+        layers = []
+        for what, outputs in self._supervised_outputs(predictions):
+            _check_keys(outputs, (common.PRED_PIXEL_FEATURES,), what)
+            features = tf.cast(outputs[common.PRED_PIXEL_FEATURES], tf.float32)
+            _check_same_clip_shape(tube_masks, features, f"{what} pixel features")
+            layers.append(loss_utils.flatten_clip(features))
+        return layers
+
     def _decoder_layers(
         self, tube_masks: tf.Tensor, predictions: Mapping[str, object]
     ) -> list[tuple[tf.Tensor, tf.Tensor]]:
         """Returns (flat mask logits, class logits) per supervised layer, the last first."""
-        layer_outputs = [predictions]
-        if self._options.deep_supervision:
-            layer_outputs += list(predictions.get(common.PRED_AUX_OUTPUTS) or [])
         layers = []
-        for index, outputs in enumerate(layer_outputs):
-            what = "predictions" if index == 0 else f"aux_outputs[{index - 1}]"
+        for what, outputs in self._supervised_outputs(predictions):
             _check_keys(outputs, (common.PRED_MASK_LOGITS, common.PRED_CLASS_LOGITS), what)
             mask_logits = tf.cast(outputs[common.PRED_MASK_LOGITS], tf.float32)
             class_logits = tf.cast(outputs[common.PRED_CLASS_LOGITS], tf.float32)
@@ -241,7 +267,7 @@ class VideoKMaXLoss:
     ) -> dict[str, tf.Tensor]:
         """PQ-style and mask-ID losses summed over the supervised decoder layers."""
         options = self._options
-        floor = options.no_object_weight
+        floor = options.pq_style_weight_floor
         pq_total, mask_id_total = 0.0, 0.0
         final_match = None
         for mask_logits, class_logits in self._decoder_layers(tube_masks, predictions):
@@ -253,7 +279,7 @@ class VideoKMaXLoss:
                 )
                 final_match = match if final_match is None else final_match
             dice_term = pq_style_loss.mask_dice_term(
-                mask_logits, match, options.pq_style_focal_alpha, floor, options.dice_epsilon
+                mask_logits, match, options.pq_style_focal_alpha, floor, options.dice_smooth
             )
             class_term = pq_style_loss.class_term(
                 class_logits, match, options.pq_style_focal_alpha, floor

@@ -23,7 +23,7 @@ def mask_dice_term(
     match: tube_matching.TubeMatch,
     focal_alpha: float,
     weight_floor: float,
-    dice_epsilon: float,
+    dice_smooth: float,
 ) -> tf.Tensor:
     """The dice half of the PQ-style loss.
 
@@ -33,7 +33,7 @@ def mask_dice_term(
       focal_alpha: weight of real classes in kMaX's focal weighting; scales the term by
         focal_alpha / num_queries.
       weight_floor: lower bound of the matched class probability used as a weight.
-      dice_epsilon: added to the dice numerator and denominator.
+      dice_smooth: added to the dice numerator and denominator (the references: 1.0).
 
     Returns:
       float32 [batch]: sum over matched queries of weight x (1 - dice), x alpha / N.
@@ -42,7 +42,7 @@ def mask_dice_term(
     mask_probs = tf.nn.softmax(mask_logits, axis=-1) * match.pixel_valid[:, :, tf.newaxis]
     intersection = tf.reduce_sum(mask_probs * match.query_masks, axis=1)
     denominator = tf.reduce_sum(mask_probs, axis=1) + tf.reduce_sum(match.query_masks, axis=1)
-    dice_loss = 1.0 - (2.0 * intersection + dice_epsilon) / (denominator + dice_epsilon)
+    dice_loss = 1.0 - (2.0 * intersection + dice_smooth) / (denominator + dice_smooth)
     weights = tf.maximum(match.matched_class_prob, weight_floor) * match.matched
     return tf.reduce_sum(dice_loss * weights, axis=1) * (focal_alpha / num_queries)
 

@@ -120,8 +120,10 @@ class VideoKMaX(tf_keras.Model):
             and, when the model has them (the training model),
             common.PRED_SEMANTIC_LOGITS [batch, num_frames, h, w, num_classes] and
             common.PRED_AUX_OUTPUTS: a list with one dict per decoder layer holding
-            PRED_MASK_LOGITS (resized to [batch, num_frames, h, w, N]) and
-            PRED_CLASS_LOGITS.
+            PRED_MASK_LOGITS (resized to [batch, num_frames, h, w, N]),
+            PRED_CLASS_LOGITS and PRED_PIXEL_FEATURES (resized to [batch, num_frames, h,
+            w, D], as the official Video-kMaX resizes them for its per-layer instance
+            discrimination loss).
         """
         num_frames = clip.shape[1] if clip.shape[1] is not None else tf.shape(clip)[1]
         images = (fold_frames(tf.cast(clip, tf.float32)) - self._input_mean) / self._input_std
@@ -154,6 +156,9 @@ class VideoKMaX(tf_keras.Model):
                         predictions[common.PRED_MASK_LOGITS], size
                     ),
                     common.PRED_CLASS_LOGITS: predictions[common.PRED_CLASS_LOGITS],
+                    common.PRED_PIXEL_FEATURES: resize_clip(
+                        predictions[common.PRED_PIXEL_FEATURES], size
+                    ),
                 }
                 for predictions in layer_predictions
             ]

@@ -18,6 +18,8 @@ _ALL_TERMS = [
     common.LOSS_INSTANCE_DISCRIMINATION,
     common.LOSS_AUXILIARY_SEMANTIC,
 ]
+# What every decoder layer predicts (PRED_AUX_OUTPUTS entries).
+_LAYER_KEYS = (common.PRED_MASK_LOGITS, common.PRED_CLASS_LOGITS, common.PRED_PIXEL_FEATURES)
 
 
 def _options(**fields) -> trainer_pb2.LossOptions:
@@ -39,7 +41,7 @@ def _inputs(num_aux: int = 1):
     aux = []
     for index in range(num_aux):
         layer = clip_fixtures.make_predictions(seed=10 + index)
-        aux.append({key: layer[key] for key in (common.PRED_MASK_LOGITS, common.PRED_CLASS_LOGITS)})
+        aux.append({key: layer[key] for key in _LAYER_KEYS})
     predictions[common.PRED_AUX_OUTPUTS] = aux
     return targets, predictions
 
@@ -72,7 +74,7 @@ def _reference(targets, predictions, options, layers):
             else:
                 match = final_match
             dice, class_term = numpy_reference.pq_terms(
-                mask_logits, class_logits, match, gt, classes, _ALPHA, 1e-5, 1e-5
+                mask_logits, class_logits, match, gt, classes, _ALPHA, 1e-5, options.dice_smooth
             )
             result[common.LOSS_PQ_STYLE][b] += options.pq_style_weight * (
                 dice + options.pq_style_class_term_weight * class_term
@@ -81,11 +83,13 @@ def _reference(targets, predictions, options, layers):
                 options.mask_id_cross_entropy_weight
                 * numpy_reference.mask_id(mask_logits, match, gt)
             )
-        features = predictions[common.PRED_PIXEL_FEATURES][b].reshape(_PIXELS, -1)
-        result[common.LOSS_INSTANCE_DISCRIMINATION][b] = (
-            options.instance_discrimination_weight
-            * numpy_reference.instance_discrimination(features, gt, pixel_valid, _LOGIT_TEMPERATURE)
-        )
+            features = layer[common.PRED_PIXEL_FEATURES][b].reshape(_PIXELS, -1)
+            result[common.LOSS_INSTANCE_DISCRIMINATION][b] += (
+                options.instance_discrimination_weight
+                * numpy_reference.instance_discrimination(
+                    features, gt, pixel_valid, _LOGIT_TEMPERATURE
+                )
+            )
         result[common.LOSS_AUXILIARY_SEMANTIC][b] = (
             options.auxiliary_semantic_weight
             * numpy_reference.semantic(
@@ -134,11 +138,13 @@ def test_losses_equal_the_weighted_reference_with_deep_supervision(share_final_m
 def test_deep_supervision_adds_each_aux_layer():
     targets, predictions = _inputs(num_aux=0)
     final_only = _build()(_to_tf(targets), _to_tf(predictions))
-    predictions[common.PRED_AUX_OUTPUTS] = [
-        {key: predictions[key] for key in (common.PRED_MASK_LOGITS, common.PRED_CLASS_LOGITS)}
-    ] * 2
+    predictions[common.PRED_AUX_OUTPUTS] = [{key: predictions[key] for key in _LAYER_KEYS}] * 2
     tripled = _build()(_to_tf(targets), _to_tf(predictions))
-    for name in (common.LOSS_PQ_STYLE, common.LOSS_MASK_ID_CROSS_ENTROPY):
+    for name in (
+        common.LOSS_PQ_STYLE,
+        common.LOSS_MASK_ID_CROSS_ENTROPY,
+        common.LOSS_INSTANCE_DISCRIMINATION,
+    ):
         np.testing.assert_allclose(tripled[name].numpy(), 3 * final_only[name].numpy(), rtol=1e-5)
     switched_off = _build(deep_supervision=False)(_to_tf(targets), _to_tf(predictions))
     np.testing.assert_allclose(

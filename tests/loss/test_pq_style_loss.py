@@ -8,7 +8,8 @@ from deeplab_video import common
 from deeplab_video.loss import loss_utils, pq_style_loss, tube_matching
 from tests.loss import clip_fixtures, numpy_reference
 
-_ALPHA, _FLOOR, _EPS = 0.75, 1e-5, 1e-5
+# Focal alpha, weight floor, matching epsilon and the loss's dice smoothing (kMaX).
+_ALPHA, _FLOOR, _EPS, _SMOOTH = 0.75, 1e-5, 1e-5, 1.0
 
 
 def _terms(targets, predictions):
@@ -16,7 +17,7 @@ def _terms(targets, predictions):
     mask_logits = loss_utils.flatten_clip(tf.constant(predictions[common.PRED_MASK_LOGITS]))
     class_logits = tf.constant(predictions[common.PRED_CLASS_LOGITS])
     match = tube_matching.match_tubes(mask_logits, class_logits, clip, _EPS)
-    dice = pq_style_loss.mask_dice_term(mask_logits, match, _ALPHA, _FLOOR, _EPS)
+    dice = pq_style_loss.mask_dice_term(mask_logits, match, _ALPHA, _FLOOR, _SMOOTH)
     classes = pq_style_loss.class_term(class_logits, match, _ALPHA, _FLOOR)
     return mask_logits, dice, classes
 
@@ -35,7 +36,7 @@ def test_terms_equal_reference(seed):
             mask_logits.numpy()[b], class_logits, gt, real, tube_classes, pixel_valid, _EPS
         )
         expected_dice, expected_class = numpy_reference.pq_terms(
-            mask_logits.numpy()[b], class_logits, match, gt, tube_classes, _ALPHA, _FLOOR, _EPS
+            mask_logits.numpy()[b], class_logits, match, gt, tube_classes, _ALPHA, _FLOOR, _SMOOTH
         )
         np.testing.assert_allclose(dice.numpy()[b], expected_dice, rtol=1e-5)
         np.testing.assert_allclose(classes.numpy()[b], expected_class, rtol=1e-5)
@@ -60,7 +61,7 @@ def test_gradients_flow_to_mask_and_class_logits_only_through_the_loss():
     class_logits = tf.Variable(predictions[common.PRED_CLASS_LOGITS])
     with tf.GradientTape(persistent=True) as tape:
         match = tube_matching.match_tubes(mask_logits, class_logits, clip, _EPS)
-        dice = pq_style_loss.mask_dice_term(mask_logits, match, _ALPHA, _FLOOR, _EPS)
+        dice = pq_style_loss.mask_dice_term(mask_logits, match, _ALPHA, _FLOOR, _SMOOTH)
         classes = pq_style_loss.class_term(class_logits, match, _ALPHA, _FLOOR)
         total = tf.reduce_sum(dice + classes)
     mask_grad, class_grad = tape.gradient(total, [mask_logits, class_logits])

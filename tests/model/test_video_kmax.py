@@ -64,8 +64,13 @@ def test_training_model_outputs(training_model, options, num_frames):
     auxiliary = outputs[common.PRED_AUX_OUTPUTS]
     assert len(auxiliary) == sum(options.model_options.transformer_decoder.num_layers_per_stage)
     for layer_outputs in auxiliary:
-        assert set(layer_outputs) == {common.PRED_MASK_LOGITS, common.PRED_CLASS_LOGITS}
+        assert set(layer_outputs) == {
+            common.PRED_MASK_LOGITS,
+            common.PRED_CLASS_LOGITS,
+            common.PRED_PIXEL_FEATURES,
+        }
         assert layer_outputs[common.PRED_MASK_LOGITS].shape == (*size, queries)
+        assert layer_outputs[common.PRED_PIXEL_FEATURES].shape == (*size, embedding)
     for tensor in tf.nest.flatten(outputs):
         assert tensor.dtype == tf.float32
         assert np.all(np.isfinite(tensor.numpy()))
