@@ -41,6 +41,10 @@ PRED_MASK_LOGITS = "mask_logits"
 PRED_CLASS_LOGITS = "class_logits"
 # float32 [batch, num_queries, embedding_dim]: query embeddings of the last decoder layer.
 PRED_QUERY_EMBEDDINGS = "query_embeddings"
+# float32 [batch, num_queries, query_channels]: the decoder's final queries after the
+# mask-embedding projection (1x1 conv + BN + GELU), the input of the mask head; the
+# official Video-kMaX `cluster_feature`, which its LA-MB stores.
+PRED_MASK_EMBEDDINGS = "mask_embeddings"
 # float32 [batch, num_frames, h, w, embedding_dim]: L2-normalised pixel embeddings.
 PRED_PIXEL_FEATURES = "pixel_features"
 # float32 [batch, num_frames, h, w, num_classes]: auxiliary semantic logits (training only).

@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 from google.protobuf import text_format
 
+from deeplab_video import common
 from deeplab_video.data import datasets
 from deeplab_video.protos import config_pb2
 
@@ -38,6 +39,9 @@ OVERLAP_MEASURES = ("iou", "dice")
 MEMORY_BUFFER_KINDS = ("location_aware", "naive", "none")
 BOX_DISTANCES = ("l2", "squared_l2")
 ASSIGNMENTS = ("hungarian", "argmax")
+NEW_OBJECT_INSERTIONS = ("always", "when_no_candidates")
+EMBEDDING_OUTPUTS = (common.PRED_QUERY_EMBEDDINGS, common.PRED_MASK_EMBEDDINGS)
+OUTPUT_FRAMES = ("first_clip", "aligned_clips")
 # The backbone's output stride: every crop side minus one must be divisible by it.
 OUTPUT_STRIDE = 32
 # The stride of the mask logits (and of the ground-truth tube masks).
@@ -140,6 +144,7 @@ def validate(options: config_pb2.ExperimentOptions) -> list[_Invalid]:
             _validate_dataset(getattr(options, name), name, check)
     _validate_trainer(options.trainer_options, check)
     _validate_evaluator(options.evaluator_options, check)
+    _validate_output_frames(options, check)
     return problems
 
 
@@ -311,12 +316,19 @@ def _validate_evaluator(evaluator: config_pb2.EvaluatorOptions, check: Callable)
     _check_probability(
         stitching.overlap_threshold, "evaluator_options.stitching.overlap_threshold", check
     )
+    check(
+        stitching.output_frames in OUTPUT_FRAMES,
+        "evaluator_options.stitching.output_frames",
+        f"unknown value '{stitching.output_frames}'; expected one of {', '.join(OUTPUT_FRAMES)}",
+    )
     memory = evaluator.memory_buffer
     prefix = "evaluator_options.memory_buffer"
     for field, allowed in (
         ("kind", MEMORY_BUFFER_KINDS),
         ("box_distance", BOX_DISTANCES),
         ("assignment", ASSIGNMENTS),
+        ("new_object_insertion", NEW_OBJECT_INSERTIONS),
+        ("embedding_output", EMBEDDING_OUTPUTS),
     ):
         value = getattr(memory, field)
         check(
@@ -331,6 +343,22 @@ def _validate_evaluator(evaluator: config_pb2.EvaluatorOptions, check: Callable)
     check(memory.max_tracks >= 1, f"{prefix}.max_tracks", "must be at least 1")
     for size in evaluator.metrics.vpq_window_sizes:
         check(size >= 1, "evaluator_options.metrics.vpq_window_sizes", "must be at least 1")
+
+
+def _validate_output_frames(options: config_pb2.ExperimentOptions, check: Callable) -> None:
+    """aligned_clips covers every frame only when the stride divides the clip length."""
+    if options.evaluator_options.stitching.output_frames != "aligned_clips":
+        return
+    eval_dataset = options.eval_dataset_options
+    clip_length = max(eval_dataset.clip_length, 1)
+    stride = eval_dataset.eval_clip_stride or max(clip_length - 1, 1)
+    check(
+        clip_length % stride == 0,
+        "evaluator_options.stitching.output_frames",
+        f"aligned_clips reports only clips starting at multiples of clip_length "
+        f"{clip_length}; with clips every {stride} frames it would skip frames. Use "
+        f"first_clip, or a clip_length that is a multiple of the stride (T <= 2)",
+    )
 
 
 def _check_probability(value: float, field: str, check: Callable) -> None:

@@ -111,6 +111,44 @@ def test_invalid_values_name_field_and_line(write_config, old, new, field, line)
     assert f"{path}:{line}: {field}:" in str(error.value)
 
 
+@pytest.mark.parametrize("clip_length, valid", [(1, True), (2, True), (3, False)])
+def test_aligned_output_frames_need_clips_that_tile_the_video(write_config, clip_length, valid):
+    eval_dataset = (
+        'eval_dataset_options {\n  dataset: "synthetic"\n  file_pattern: "b/*.tfrecord"\n'
+        "  crop_size: 97\n  crop_size: 129\n"
+        f"  clip_length: {clip_length}\n}}\nevaluator_options {{\n"
+    )
+    text = VALID.replace("evaluator_options {\n", eval_dataset).replace(
+        "  memory_buffer {",
+        '  stitching {\n    output_frames: "aligned_clips"\n  }\n  memory_buffer {',
+    )
+    path = write_config(text)
+    if valid:
+        assert config.load_config(path).evaluator_options.stitching.output_frames == "aligned_clips"
+        return
+    with pytest.raises(config.ConfigError, match="skip frames") as error:
+        config.load_config(path)
+    assert error.value.field == "evaluator_options.stitching.output_frames"
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("stitching.output_frames", "last_clip"),
+        ("memory_buffer.new_object_insertion", "never"),
+        ("memory_buffer.embedding_output", "pixel_features"),
+    ],
+)
+def test_unknown_tracking_choices_are_rejected(write_config, field, value):
+    message, name = field.split(".")
+    block = f'  {message} {{\n    {name}: "{value}"\n  }}\n'
+    text = VALID.replace("  memory_buffer {\n    similarity_threshold: 0.7\n  }\n", block)
+    assert text != VALID
+    with pytest.raises(config.ConfigError, match=value) as error:
+        config.load_config(write_config(text))
+    assert error.value.field == f"evaluator_options.{field}"
+
+
 def test_missing_file_is_config_error(tmp_path):
     with pytest.raises(config.ConfigError, match="cannot read"):
         config.load_config(tmp_path / "missing.textproto")

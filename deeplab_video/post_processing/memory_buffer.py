@@ -22,13 +22,14 @@ _DEFAULTS = evaluator_pb2.MemoryBufferOptions()
 
 @functools.cache
 def _compiled_update(
-    kind: str, box_distance: str, assignment: str, class_check: bool
+    kind: str, box_distance: str, assignment: str, class_check: bool, new_object_insertion: str
 ) -> tf.types.experimental.PolymorphicFunction:
     """`memory_state.update` as one tf.function per structural setting.
 
     Sizes (N, M, D) are left open and the numeric settings (threshold, temperature,
     momentum, refresh_frames) are scalar inputs, so every buffer of the process with the
-    same kind, box distance, assignment and class check shares one traced graph.
+    same kind, box distance, assignment, class check and insertion rule shares one
+    traced graph.
     """
     scalar = tf.TensorSpec([], tf.float32)
 
@@ -69,6 +70,7 @@ def _compiled_update(
             box_distance=box_distance,
             assignment=assignment,
             class_check=class_check,
+            new_object_insertion=new_object_insertion,
         )
         return memory_state.update(
             state, boxes, embeddings, classes, stitched_ids, valid, frame_index, params
@@ -99,12 +101,14 @@ class MemoryBuffer:
         box_distance: str = _DEFAULTS.box_distance,
         assignment: str = _DEFAULTS.assignment,
         class_check: bool = _DEFAULTS.class_check,
+        new_object_insertion: str = _DEFAULTS.new_object_insertion,
     ):
         """Creates an empty memory; defaults are MemoryBufferOptions' defaults.
 
         Raises:
-          ValueError: on an unknown kind, box_distance or assignment, or a value out of
-            range (non-positive temperature or max_tracks, momentum outside [0, 1]).
+          ValueError: on an unknown kind, box_distance, assignment or
+            new_object_insertion, or a value out of range (non-positive temperature or
+            max_tracks, momentum outside [0, 1]).
         """
         if max_tracks < 1:
             raise ValueError(f"memory_buffer.max_tracks must be positive; got {max_tracks}.")
@@ -117,10 +121,15 @@ class MemoryBuffer:
             box_distance=box_distance,
             assignment=assignment,
             class_check=bool(class_check),
+            new_object_insertion=new_object_insertion,
         ).validated()
         self.max_tracks = int(max_tracks)
         self._update = _compiled_update(
-            self.params.kind, self.params.box_distance, self.params.assignment, class_check
+            self.params.kind,
+            self.params.box_distance,
+            self.params.assignment,
+            self.params.class_check,
+            self.params.new_object_insertion,
         )
         self.reset()
 

@@ -19,6 +19,10 @@ frame, the unit of refresh_frames):
    loss) or Algorithm 1's per-object "argmax" (`memory_matching.assign`).
 4. Unmatched detections get new ids counting up from `next_id` in row order; next_id
    always exceeds every stitched id seen, so stitched and new ids share one id space.
+   They enter the memory as new tracks with new_object_insertion "always" (Algorithm 1)
+   or, with "when_no_candidates" (the official `lamb_module.py`), only when step 2 had
+   no candidate entry at all; otherwise they keep their new id but are not remembered
+   (a later stitch of the same object inserts it, as step 1 does).
 5. Encoding: a matched or stitched entry takes q_hat <- momentum * q_hat +
    (1 - momentum) * q and the new box (the old box is kept for the velocity); a new entry
    stores q and its box twice (zero velocity); every other entry moves its box at
@@ -43,6 +47,8 @@ from deeplab_video.protos import evaluator_pb2
 _DEFAULTS = evaluator_pb2.MemoryBufferOptions()
 _KINDS = ("location_aware", "naive", "none")
 _BOX_DISTANCES = ("l2", "squared_l2")
+# MemoryBufferOptions.new_object_insertion values (see the module docstring, step 4).
+NEW_OBJECT_INSERTIONS = ("always", "when_no_candidates")
 
 
 class MemoryState(NamedTuple):
@@ -72,9 +78,9 @@ class MemoryState(NamedTuple):
 class MemoryParams(NamedTuple):
     """Association settings (MemoryBufferOptions fields of the same names).
 
-    kind, box_distance, assignment and class_check choose the graph and must be Python
-    values; the numeric fields may also be scalar tensors (float32, refresh_frames int32),
-    so that one traced function serves many settings.
+    kind, box_distance, assignment, class_check and new_object_insertion choose the graph
+    and must be Python values; the numeric fields may also be scalar tensors (float32,
+    refresh_frames int32), so that one traced function serves many settings.
     """
 
     kind: str = _DEFAULTS.kind
@@ -85,6 +91,7 @@ class MemoryParams(NamedTuple):
     box_distance: str = _DEFAULTS.box_distance
     assignment: str = _DEFAULTS.assignment
     class_check: bool = _DEFAULTS.class_check
+    new_object_insertion: str = _DEFAULTS.new_object_insertion
 
     @classmethod
     def from_options(cls, options: evaluator_pb2.MemoryBufferOptions) -> "MemoryParams":
@@ -101,6 +108,7 @@ class MemoryParams(NamedTuple):
             ("kind", _KINDS),
             ("box_distance", _BOX_DISTANCES),
             ("assignment", memory_matching.ASSIGNMENTS),
+            ("new_object_insertion", NEW_OBJECT_INSERTIONS),
         ):
             if getattr(self, name) not in allowed:
                 raise ValueError(
@@ -292,7 +300,10 @@ def update(
     # 5-6. Encode: write updated and inserted entries, propagate the others, expire.
     update_slot = tf.where(stitched, stitched_slot, matched_slot)
     touched = tf.reduce_any(tf.equal(update_slot[:, tf.newaxis], tf.range(num_slots)), axis=0)
-    insert = (stitched & ~stitched_found) | new
+    remembered = new
+    if params.new_object_insertion == "when_no_candidates":
+        remembered &= ~tf.reduce_any(candidates)
+    insert = (stitched & ~stitched_found) | remembered
     insert_slot = _insert_slots(state, touched, insert)
     writer = _slot_owner(tf.where(update_slot >= 0, update_slot, insert_slot), num_slots)
     written = writer >= 0

@@ -141,6 +141,21 @@ def test_kind_none_gives_every_unstitched_object_a_new_id():
     assert mb.matching_space_sizes == [0, 0]
 
 
+def test_online_objects_met_while_tracks_are_candidates_are_not_remembered():
+    """The official rule, online: B appears beside tracked A, so A's entry was a candidate
+    and B is not remembered; when B shows again it gets another new id."""
+    options = evaluator_pb2.MemoryBufferOptions(
+        similarity_threshold=0.5, new_object_insertion="when_no_candidates"
+    )
+    official = memory_buffer.MemoryBuffer.from_options(options)
+    algorithm_1 = memory_buffer.MemoryBuffer(similarity_threshold=0.5)
+    a = (_box(0.1, 0.1), _unit(0.0), CAR)
+    b = (_box(0.6, 0.6), _unit(np.pi / 2), CAR)
+    assert [_associate(mb, 0, [a]) for mb in (official, algorithm_1)] == [[1], [1]]
+    assert [_associate(mb, 1, [a, b]) for mb in (official, algorithm_1)] == [[1, 2], [1, 2]]
+    assert [_associate(mb, 2, [a, b]) for mb in (official, algorithm_1)] == [[1, 3], [1, 2]]
+
+
 def test_from_options_and_validation():
     options = evaluator_pb2.MemoryBufferOptions(kind="naive", max_tracks=3, momentum=0.5)
     mb = memory_buffer.MemoryBuffer.from_options(options)

@@ -94,6 +94,46 @@ def test_full_memory_evicts_least_recently_seen():
     assert sorted(state.ids.numpy().tolist()) == [3, 4]
 
 
+@pytest.mark.parametrize("insertion", memory_state.NEW_OBJECT_INSERTIONS)
+def test_new_object_insertion(insertion):
+    """Hand-worked: tracks 1 and 2 in memory; a third object C arrives while they are
+    candidates, then a fourth D while stitched objects claim both."""
+    params = PARAMS._replace(new_object_insertion=insertion)
+    always = insertion == "always"
+    a, b = ([0.1, 0.1, 0.2, 0.2], [1, 0]), ([0.6, 0.6, 0.7, 0.7], [0, 1])
+    c, d = ([0.3, 0.8, 0.4, 0.9], [-1, 0]), ([0.8, 0.1, 0.9, 0.2], [0, -1])
+
+    def step(state, frame, objects, stitched=None):
+        boxes, embeddings = zip(*objects, strict=True)
+        return _step(state, frame, boxes, embeddings, [1] * len(objects), stitched, None, params)
+
+    state = memory_state.initial_state(8, 2)
+    # An empty memory has no candidates: both rules remember A and B.
+    state, ids, _ = step(state, 0, [a, b])
+    assert ids.numpy().tolist() == [1, 2] and state.valid.numpy().sum() == 2
+    # A matches track 1; C matches nothing while 1 and 2 are candidates: new id 3 either
+    # way, remembered only by "always".
+    state, ids, space = step(state, 1, [a, c])
+    assert ids.numpy().tolist() == [1, 3] and int(space) == 4
+    remembered = sorted(state.ids.numpy()[state.valid.numpy()].tolist())
+    assert remembered == ([1, 2, 3] if always else [1, 2])
+    # Stitched objects claim 1 and 2 (and, with "always", C stitches to 3): with no
+    # candidate left, D is remembered by both rules.
+    state, ids, space = step(state, 2, [a, b, c, d], stitched=[1, 2, 3, -1])
+    assert ids.numpy().tolist() == [1, 2, 3, 4]
+    assert int(space) == 0
+    # A stitch inserts C's track 3 under "when_no_candidates" too.
+    assert sorted(state.ids.numpy()[state.valid.numpy()].tolist()) == [1, 2, 3, 4]
+
+
+def test_new_object_insertion_values_match_config():
+    from deeplab_video import config
+
+    assert memory_state.NEW_OBJECT_INSERTIONS == config.NEW_OBJECT_INSERTIONS
+    with pytest.raises(ValueError, match="new_object_insertion"):
+        memory_state.MemoryParams(new_object_insertion="never").validated()
+
+
 def test_padded_rows_are_ignored():
     state = memory_state.initial_state(4, 2)
     state, ids, space = _step(
