@@ -116,6 +116,8 @@ class VideoKMaX(tf_keras.Model):
             common.PRED_MASK_LOGITS [batch, num_frames, h, w, N],
             common.PRED_CLASS_LOGITS [batch, N, num_classes + 1] (void last),
             common.PRED_QUERY_EMBEDDINGS [batch, N, D],
+            common.PRED_MASK_EMBEDDINGS [batch, N, query_channels] (the mask head's input,
+            the official model's `cluster_feature`),
             common.PRED_PIXEL_FEATURES [batch, num_frames, h, w, D] (L2-normalised),
             and, when the model has them (the training model),
             common.PRED_SEMANTIC_LOGITS [batch, num_frames, h, w, num_classes] and
@@ -137,6 +139,7 @@ class VideoKMaX(tf_keras.Model):
         outputs = dict(
             self._prediction_head(pixels, class_features, mask_features, training=training)
         )
+        outputs[common.PRED_MASK_EMBEDDINGS] = mask_features
         size = (tf.shape(pixels)[2], tf.shape(pixels)[3])
         if pixels.shape[2] is not None and pixels.shape[3] is not None:
             size = (pixels.shape[2], pixels.shape[3])

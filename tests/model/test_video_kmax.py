@@ -59,6 +59,8 @@ def test_training_model_outputs(training_model, options, num_frames):
     assert outputs[common.PRED_MASK_LOGITS].shape == (*size, queries)
     assert outputs[common.PRED_CLASS_LOGITS].shape == (2, queries, classes + 1)
     assert outputs[common.PRED_QUERY_EMBEDDINGS].shape == (2, queries, embedding)
+    query_channels = options.model_options.transformer_decoder.query_channels
+    assert outputs[common.PRED_MASK_EMBEDDINGS].shape == (2, queries, query_channels)
     assert outputs[common.PRED_PIXEL_FEATURES].shape == (*size, embedding)
     assert outputs[common.PRED_SEMANTIC_LOGITS].shape == (*size, classes)
     auxiliary = outputs[common.PRED_AUX_OUTPUTS]
@@ -83,6 +85,7 @@ def test_inference_model_outputs(inference_model, num_frames):
         common.PRED_MASK_LOGITS,
         common.PRED_CLASS_LOGITS,
         common.PRED_QUERY_EMBEDDINGS,
+        common.PRED_MASK_EMBEDDINGS,
         common.PRED_PIXEL_FEATURES,
     }
     assert outputs[common.PRED_MASK_LOGITS].shape[:4] == (2, num_frames, _OUT_HEIGHT, _OUT_WIDTH)
