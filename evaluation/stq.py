@@ -20,11 +20,11 @@ both agree to float precision on every input. As there:
   the void column enter the mean IoU with an IoU of 0 (DeepLab2 keeps that column);
 - a sequence whose ground truth and prediction are all void has an undefined (NaN) IoU.
 
-Unlike DeepLab2 the counting is vectorised: one `np.unique` over the encoded
-(ground truth, prediction) pairs of each frame (see `label_counts`), then every statistic
-comes from those few hundred pairs. Counts are kept on the host per sequence, so frames of
-different sequences may arrive in any interleaving, and shards of an evaluation combine
-with `merge_state` or through `get_state` / `from_state`.
+Unlike DeepLab2 the counting is vectorised: one joint histogram of the (ground truth,
+prediction) pairs of each frame, counted over runs of equal pairs (see `label_counts`),
+then every statistic comes from those few hundred pairs. Counts are kept on the host per
+sequence, so frames of different sequences may arrive in any interleaving, and shards of
+an evaluation combine with `merge_state` or through `get_state` / `from_state`.
 """
 
 import dataclasses
