@@ -3,7 +3,10 @@
 Clips hold T frames (`eval_dataset_options.clip_length`) and start every T - 1 frames, so
 consecutive near-online clips share one frame (T = 1: online, stride 1). The last clip is
 completed by repeating the video's last frame, as the official inference loop does; the
-repeated frames are not yielded. Every clip goes through
+repeated frames are not yielded. `output_frames` says which clip gives each frame's
+result (StitchingOptions.output_frames): the first clip that holds it ("first_clip"), or,
+as the official loop, every frame of the clips that start at a multiple of T and none of
+the others ("aligned_clips"). Every clip goes through
 
   ClipSegmenter: pad to a size the network accepts -> model -> panoptic_inference -> crop,
   tracking.track_clip: Video-Stitch on the shared frame -> memory buffer -> video ids,
@@ -30,7 +33,33 @@ INPUT_SIZE_MULTIPLE = 32
 PAD_PIXEL_VALUE = 127.5
 
 
+# StitchingOptions.output_frames values (see `output_frames`).
+OUTPUT_FRAME_RULES = ("first_clip", "aligned_clips")
+
 Size = int | tf.Tensor  # a static side, or an int32 scalar tensor known at run time
+
+
+def output_frames(
+    clip_index: int | tf.Tensor, clip_length: int, clip_stride: int, rule: str
+) -> tf.Tensor:
+    """Which frames of a clip are its output (the others come from another clip).
+
+    Args:
+      clip_index: int or int32 [] tensor, the clip's index; it starts at frame
+        clip_index * clip_stride.
+      clip_length: T, frames per clip.
+      clip_stride: frames between the starts of consecutive clips.
+      rule: "first_clip" (each frame from the first clip that holds it) or
+        "aligned_clips" (all frames of a clip starting at a multiple of T, none of the
+        others: the official Video-kMaX inference loop).
+
+    Returns:
+      bool [clip_length].
+    """
+    if rule == "aligned_clips":
+        aligned = tf.equal((clip_index * clip_stride) % clip_length, 0)
+        return tf.fill([clip_length], aligned)
+    return tf.equal(clip_index, 0) | (tf.range(clip_length) >= clip_length - clip_stride)
 
 
 def padded_size(height: Size, width: Size) -> tuple[Size, Size]:
@@ -53,13 +82,15 @@ class ClipSegmenter:
     Args:
       model: the Video-kMaX Keras model (inference network); called as
         model(clip float32 [1, T, H, W, 3] 0..255, training=False) -> dict of outputs.
-      options: the experiment (post-processing options and the eval dataset).
+      options: the experiment (post-processing options, the eval dataset, and the model
+        output that gives the objects' embeddings: memory_buffer.embedding_output).
     """
 
     def __init__(self, model: Callable[..., dict[str, Any]], options: config_pb2.ExperimentOptions):
         self._model = model
         self._descriptor = datasets.get_descriptor(options.eval_dataset_options.dataset)
         self._post_processing = options.evaluator_options.post_processing
+        self._embedding_output = options.evaluator_options.memory_buffer.embedding_output
         self.segment = tf.function(self._segment)
         self.segment_with_outputs = tf.function(self._segment_with_outputs)
 
@@ -91,6 +122,9 @@ class ClipSegmenter:
           (the ClipPanoptic of `_segment`, the model's output dict for the padded clip:
           'mask_logits' float32 [1, T, h, w, N] at stride 4 of the padded size
           `padded_size(height, width)`, 'class_logits', 'query_embeddings', ...).
+
+        Raises:
+          KeyError: (when traced) the model has no output named embedding_output.
         """
         frames = tf.cast(frames, tf.float32)
         # Static sides where known (the Python runner), run-time sides otherwise (export).
@@ -105,10 +139,15 @@ class ClipSegmenter:
             constant_values=PAD_PIXEL_VALUE,
         )
         outputs = self._model(padded[tf.newaxis], training=False)
+        if self._embedding_output not in outputs:
+            raise KeyError(
+                f"memory_buffer.embedding_output is '{self._embedding_output}', which the "
+                f"model does not output (it gives {sorted(outputs)})."
+            )
         clip = panoptic_inference.panoptic_inference(
             outputs["mask_logits"][0],
             outputs["class_logits"][0],
-            outputs["query_embeddings"][0],
+            outputs[self._embedding_output][0],
             (target_height, target_width),
             self._descriptor,
             self._post_processing,
@@ -154,7 +193,8 @@ class VideoRunner:
     Args:
       model: the Video-kMaX Keras model (see ClipSegmenter).
       options: the experiment; clip length from eval_dataset_options, post-processing,
-        stitching and memory-buffer settings from evaluator_options.
+        stitching (with the output-frame rule) and memory-buffer settings from
+        evaluator_options.
       clip_observer: optional analysis hook, called after every clip is segmented as
         clip_observer(clip, outputs, first_frame_index, num_frames): the clip's
         ClipPanoptic, the model outputs of ClipSegmenter.segment_with_outputs, the video
@@ -164,6 +204,10 @@ class VideoRunner:
     Attributes:
       matching_space_sizes: M x N of every memory decoding step of the last video
         (the paper's Table 2).
+
+    Raises:
+      ValueError: stitching.output_frames is unknown, or "aligned_clips" with clips that
+        do not tile the video (clip_length not a multiple of the clip stride).
     """
 
     def __init__(
@@ -175,6 +219,18 @@ class VideoRunner:
         self._clip_observer = clip_observer
         self.clip_length = max(options.eval_dataset_options.clip_length, 1)
         self.clip_stride = max(self.clip_length - 1, 1)
+        self.output_rule = options.evaluator_options.stitching.output_frames
+        if self.output_rule not in OUTPUT_FRAME_RULES:
+            raise ValueError(
+                f"stitching.output_frames must be one of {OUTPUT_FRAME_RULES}; got "
+                f"'{self.output_rule}'."
+            )
+        if self.output_rule == "aligned_clips" and self.clip_length % self.clip_stride:
+            raise ValueError(
+                f"stitching.output_frames 'aligned_clips' reports only clips starting at "
+                f"multiples of clip_length {self.clip_length}; with clips every "
+                f"{self.clip_stride} frames it would skip frames. Use 'first_clip'."
+            )
         self._segmenter = ClipSegmenter(model, options)
         descriptor = datasets.get_descriptor(options.eval_dataset_options.dataset)
         self._params = tracking.TrackingParams.from_options(
@@ -216,6 +272,10 @@ class VideoRunner:
         first_frame_index = state.num_clips * self.clip_stride
         return tracking.track_clip(state, clip, first_frame_index, self._params)
 
+    def output_frames(self, clip_index: int | tf.Tensor) -> tf.Tensor:
+        """bool [T]: which frames of clip `clip_index` are its output (see `output_frames`)."""
+        return output_frames(clip_index, self.clip_length, self.clip_stride, self.output_rule)
+
     def stream(self, frames: Iterable[np.ndarray]) -> Iterator[FramePrediction]:
         """Yields one FramePrediction per input frame, in order, reading frames lazily.
 
@@ -226,7 +286,8 @@ class VideoRunner:
         state = None
         window: list[np.ndarray] = []
         next_index = 0  # index of window[0] in the video
-        emitted = 0  # frames already yielded
+        emitted = 0  # one past the last frame yielded
+        clip_index = 0
         iterator = iter(frames)
         exhausted = False
         while not exhausted:
@@ -251,12 +312,14 @@ class VideoRunner:
             state, _, panoptic, matching_space = self._track(state, clip)
             self.matching_space_sizes.append(int(matching_space))
             panoptic = panoptic.numpy()
+            reported = self.output_frames(clip_index).numpy()
             for offset in range(real):
-                if next_index + offset >= emitted:
+                if reported[offset]:
                     yield FramePrediction(next_index + offset, window[offset], panoptic[offset])
-                    emitted += 1
+                    emitted = next_index + offset + 1
             window = window[self.clip_stride :]
             next_index += self.clip_stride
+            clip_index += 1
 
     def run_sequence(self, frames: np.ndarray) -> np.ndarray:
         """Panoptic maps with video ids for a whole sequence.

@@ -82,3 +82,91 @@ def test_runs_the_real_tiny_model():
     assert panoptic.shape == (3, 33, 50)
     semantic = panoptic // DIVISOR
     assert np.all((semantic < NUM_CLASSES) | (semantic == 255))
+
+
+def position_model(clip: tf.Tensor, training: bool = False) -> dict:
+    """colour_model whose background says where the frame sits in its clip: sky (class 0)
+    on the clip's first frame, grass (class 1) on the others. It also outputs
+    'mask_embeddings' of another width than its 'query_embeddings'."""
+    outputs = colour_model(clip, training)
+    red, green, background = tf.unstack(outputs["mask_logits"], axis=-1)
+    first = tf.reshape(tf.range(tf.shape(clip)[1]) == 0, [1, -1, 1, 1])
+    masks = [red, green, tf.where(first, background, -10.0), tf.where(first, -10.0, background)]
+    return {
+        "mask_logits": tf.stack(masks, axis=-1),
+        "class_logits": tf.one_hot([[3, 4, 0, 1]], NUM_CLASSES + 1) * 20.0,
+        "query_embeddings": tf.eye(4, 3)[tf.newaxis],
+        "mask_embeddings": 2.0 * tf.eye(4, 5)[tf.newaxis],
+    }
+
+
+@pytest.mark.parametrize(
+    "rule, clip_length, positions",
+    [
+        ("aligned_clips", 1, [0, 0, 0, 0, 0]),  # T = 1: both rules report every clip
+        ("first_clip", 2, [0, 1, 1, 1, 1]),
+        # The official loop: clips start every frame, those at even frames report both.
+        ("aligned_clips", 2, [0, 1, 0, 1, 0]),
+        ("first_clip", 3, [0, 1, 2, 1, 2]),
+    ],
+)
+def test_output_frames_choose_the_clip_of_every_frame(rule, clip_length, positions):
+    options = _options(clip_length)
+    options.evaluator_options.stitching.output_frames = rule
+    runner = video_tracker.VideoRunner(position_model, options)
+    predictions = list(runner.stream(iter(_video(5))))
+    assert [p.frame_index for p in predictions] == list(range(5))
+    backgrounds = [int(p.panoptic[38, 2]) // DIVISOR for p in predictions]
+    assert backgrounds == [min(position, 1) for position in positions]
+
+
+def test_output_frames_by_hand():
+    def mask(index, length, stride, rule):
+        return video_tracker.output_frames(index, length, stride, rule).numpy().tolist()
+
+    assert [mask(i, 2, 1, "first_clip") for i in range(3)] == [
+        [True, True],
+        [False, True],
+        [False, True],
+    ]
+    assert mask(1, 3, 2, "first_clip") == [False, True, True]
+    assert [mask(i, 2, 1, "aligned_clips") for i in range(3)] == [
+        [True, True],
+        [False, False],
+        [True, True],
+    ]
+    assert mask(tf.constant(3), 1, 1, "aligned_clips") == [True]
+    assert mask(tf.constant(3), 1, 1, "first_clip") == [True]
+
+
+def test_output_frame_rules_are_checked():
+    assert video_tracker.OUTPUT_FRAME_RULES == config.OUTPUT_FRAMES
+    options = _options(3)
+    options.evaluator_options.stitching.output_frames = "aligned_clips"
+    with pytest.raises(ValueError, match="skip frames"):
+        video_tracker.VideoRunner(position_model, options)
+    options.evaluator_options.stitching.output_frames = "last_clip"
+    with pytest.raises(ValueError, match="output_frames"):
+        video_tracker.VideoRunner(position_model, options)
+
+
+@pytest.mark.parametrize("output, width", [("query_embeddings", 3), ("mask_embeddings", 5)])
+def test_embedding_output_chooses_the_objects_embeddings(output, width):
+    options = _options(2)
+    options.evaluator_options.memory_buffer.embedding_output = output
+    segmenter = video_tracker.ClipSegmenter(position_model, options)
+    clip = segmenter.segment(tf.constant(_video(2)))
+    rows = int(clip.num_objects)
+    assert rows == 2 and clip.embeddings.shape[-1] == width
+    expected = position_model(tf.zeros([1, 2, 1, 1, 3]))[output][0].numpy()
+    np.testing.assert_array_equal(
+        clip.embeddings[:rows], expected[clip.query_indices[:rows].numpy()]
+    )
+
+
+def test_missing_embedding_output_names_the_option():
+    options = _options(2)
+    options.evaluator_options.memory_buffer.embedding_output = "mask_embeddings"
+    segmenter = video_tracker.ClipSegmenter(colour_model, options)
+    with pytest.raises(KeyError, match="embedding_output"):
+        segmenter.segment(tf.constant(_video(2)))
