@@ -76,6 +76,8 @@ def main(argv: list[str]) -> None:
     with open(os.path.join(_DEEPLAB2.value, _CONFIG.value), encoding="utf-8") as f:
         config = text_format.Parse(f.read(), config_pb2.ExperimentOptions())
     config.train_dataset_options.crop_size[:] = [height, width]
+    # Random weights replace ImageNet ones: no backbone weights file is read.
+    config.model_options.backbone.ClearField("pretrained_weights")
     descriptor = dataset.MAP_NAME_TO_DATASET_INFO[config.train_dataset_options.dataset]
     tf.keras.utils.set_random_seed(_SEED.value)
     model = kmax_deeplab.KMaXDeepLab(config, descriptor)
