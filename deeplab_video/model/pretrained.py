@@ -4,10 +4,12 @@
     report.restored, report.missing, report.mismatched, report.unused
 
 Formats (FORMATS, tried in order): our own checkpoints (`tf.train.Checkpoint` of
-`model.checkpoint_items`, e.g. a model_dir or model_dir/ckpt-600) and DeepLab2 kMaX-DeepLab
-checkpoints (`deeplab2_mapping`). A format is one reader (file -> named tensors, a
-`weight_mapping.TensorSource`) plus one mapping table (our variable -> source tensor and
-layout, `weight_mapping.Assignment`); adding a format adds one `SourceFormat` here.
+`model.checkpoint_items`, e.g. a model_dir or model_dir/ckpt-600), DeepLab2 kMaX-DeepLab
+checkpoints (`deeplab2_mapping`) and the official PyTorch Video-kMaX files (detectron2's
+`model_final.pth` or `.pkl`, read without torch by `torch_checkpoint`; `official_mapping`).
+A format is one reader (file -> named tensors, a `weight_mapping.TensorSource`) plus one
+mapping table (our variable -> source tensor and layout, `weight_mapping.Assignment`);
+adding a format adds one `SourceFormat` here.
 
 Every variable of the model ends in exactly one of `restored`, `missing` (no source
 tensor) or `mismatched` (the source tensor has another shape, e.g. a class head for
@@ -17,6 +19,7 @@ export) call `report.check_fits(...)`, which raises one `CheckpointMismatchError
 the checkpoint, the model and the first differing variables.
 """
 
+import collections
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -25,7 +28,13 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from deeplab_video.model import deeplab2_mapping, tf_checkpoint, weight_mapping
+from deeplab_video.model import (
+    deeplab2_mapping,
+    official_mapping,
+    tf_checkpoint,
+    torch_checkpoint,
+    weight_mapping,
+)
 
 # How many variable names an error message or a log line lists.
 _NAMES_SHOWN = 5
@@ -52,6 +61,7 @@ class SourceFormat:
         open: the reader: path -> TensorSource (raises FileNotFoundError, ValueError).
         recognises: whether the opened tensors' names are this format's.
         assign: (our shapes by key, source shapes by name) -> {our key: Assignment}.
+        unused_reason: why a source tensor filled no variable (None: not explained).
     """
 
     name: str
@@ -63,6 +73,7 @@ class SourceFormat:
         [Mapping[str, weight_mapping.Shape], Mapping[str, weight_mapping.Shape]],
         dict[str, weight_mapping.Assignment],
     ]
+    unused_reason: Callable[[str], str] | None = None
 
 
 def _same_names(
@@ -75,6 +86,10 @@ def _same_names(
 
 def _ours(shapes: Mapping[str, weight_mapping.Shape]) -> bool:
     return not deeplab2_mapping.recognises(shapes)
+
+
+def _open_torch_file(path: str) -> weight_mapping.ArraySource:
+    return weight_mapping.ArraySource(path, torch_checkpoint.read_state_dict(path))
 
 
 FORMATS = (
@@ -93,6 +108,15 @@ FORMATS = (
         open=tf_checkpoint.CheckpointSource,
         recognises=_ours,
         assign=_same_names,
+    ),
+    SourceFormat(
+        name="official_pytorch",
+        description="official PyTorch Video-kMaX file (detectron2 .pth / .pkl)",
+        can_read=torch_checkpoint.is_torch_file,
+        open=_open_torch_file,
+        recognises=official_mapping.recognises,
+        assign=official_mapping.assign,
+        unused_reason=official_mapping.unused_reason,
     ),
 )
 
@@ -124,6 +148,7 @@ class LoadReport:
         missing: keys of variables the source has no tensor for.
         mismatched: variables whose source tensor has another shape.
         unused: source tensors that filled no variable.
+        unused_reasons: {unused source tensor: why}, where the format explains it.
     """
 
     source: str
@@ -132,6 +157,7 @@ class LoadReport:
     missing: tuple[str, ...]
     mismatched: tuple[Mismatch, ...]
     unused: tuple[str, ...]
+    unused_reasons: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         """The report as JSON-serialisable values."""
@@ -150,6 +176,7 @@ class LoadReport:
                 for m in self.mismatched
             ],
             "unused": list(self.unused),
+            "unused_reasons": dict(self.unused_reasons),
         }
 
     def table(self) -> str:
@@ -166,6 +193,8 @@ class LoadReport:
         for name, counts in sorted(items.items()) + [("total", totals)]:
             lines.append(f"  {name:<{width}}  {counts[0]:>8}  {counts[1]:>7}  {counts[2]:>10}")
         lines.append(f"  source tensors not used: {len(self.unused)}")
+        for reason, count in sorted(collections.Counter(self.unused_reasons.values()).items()):
+            lines.append(f"    {count:>5}  {reason}")
         return "\n".join(lines)
 
     def check_fits(self, model_description: str, new_classes: bool = False) -> None:
@@ -269,13 +298,18 @@ def load_pretrained(model: Any, path: str, items: Sequence[str] | None = None) -
         variable.assign(np.asarray(value, variable.dtype.as_numpy_dtype))
         restored.append(key)
         used.add(assignment.source_key)
+    unused = tuple(sorted(set(source.shapes) - used))
+    reasons = {}
+    if source_format.unused_reason is not None:
+        reasons = {name: source_format.unused_reason(name) for name in unused}
     report = LoadReport(
         source=source.path,
         source_format=source_format.name,
         restored=tuple(restored),
         missing=tuple(missing),
         mismatched=tuple(mismatched),
-        unused=tuple(sorted(set(source.shapes) - used)),
+        unused=unused,
+        unused_reasons=reasons,
     )
     _log(report, source_format.description)
     return report
