@@ -4,8 +4,9 @@ The runner needs no model code: it loads the SavedModel and calls its signatures
 (see serving_module), so this file also works on its own, copied next to an export.
 It cuts the video into the same clips as `post_processing.video_tracker.VideoRunner`:
 T frames (T read from the export) starting every max(T - 1, 1) frames, the last clip
-completed by repeating the last frame, and carries the tracking state from clip to clip;
-both runners give the same panoptic maps.
+completed by repeating the last frame, carries the tracking state from clip to clip, and
+yields the frames that `track` marks in `output_frames` (the export's
+StitchingOptions.output_frames rule); both runners give the same panoptic maps.
 
     runner = SavedModelVideoRunner("/path/to/export")
     for prediction in runner.stream(frames):          # uint8 [height, width, 3] each
@@ -68,13 +69,22 @@ class SavedModelVideoRunner:
         self.matching_space_sizes: list[int] = []
 
     def _track_clip(self, state: dict | None, clip_frames: list[np.ndarray]):
-        """Runs segment_clip then track on one clip; returns (new state, panoptic [T, H, W])."""
+        """Runs segment_clip then track on one clip.
+
+        Returns:
+          (the new state, panoptic int32 [T, H, W] with video ids, output_frames bool [T]:
+          the frames of this clip that are results).
+        """
         segmented = self._segment(frames=tf.constant(np.stack(clip_frames)[np.newaxis]))
         if state is None:
             state = self._initial_state()
         outputs = self._track(**state, **segmented)
         self.matching_space_sizes.append(int(outputs["matching_space"][0]))
-        return {name: outputs[name] for name in state}, outputs["panoptic"][0].numpy()
+        return (
+            {name: outputs[name] for name in state},
+            outputs["panoptic"][0].numpy(),
+            outputs["output_frames"][0].numpy(),
+        )
 
     def stream(self, frames: Iterable[np.ndarray]) -> Iterator[FramePrediction]:
         """Yields one FramePrediction per input frame, in order, reading frames lazily.
@@ -91,7 +101,7 @@ class SavedModelVideoRunner:
         state = None
         window: list[np.ndarray] = []
         next_index = 0  # index of window[0] in the video
-        emitted = 0  # frames already yielded
+        emitted = 0  # one past the last frame yielded
         iterator = iter(frames)
         exhausted = False
         while not exhausted:
@@ -108,11 +118,11 @@ class SavedModelVideoRunner:
             if real == 0 or (exhausted and next_index + real <= emitted):
                 break
             clip_frames = window + [window[-1]] * (self.clip_length - real)
-            state, panoptic = self._track_clip(state, clip_frames)
+            state, panoptic, reported = self._track_clip(state, clip_frames)
             for offset in range(real):
-                if next_index + offset >= emitted:
+                if reported[offset]:
                     yield FramePrediction(next_index + offset, window[offset], panoptic[offset])
-                    emitted += 1
+                    emitted = next_index + offset + 1
             window = window[self.clip_stride :]
             next_index += self.clip_stride
 

@@ -8,9 +8,10 @@ Three signatures, all pure functions, so a server keeps no per-video state:
 
 The client carries one dict of state tensors per video: it starts from `initial_state`,
 passes it with every clip's `segment_clip` outputs to `track`, and keeps the state entries
-of `track`'s outputs. `segment_clip` runs `video_tracker.ClipSegmenter.segment` and `track`
-runs `video_tracker.VideoRunner.track_clip`, the functions the Python runner uses, so both
-give the same ids.
+of `track`'s outputs; `track`'s `output_frames` says which of the clip's frames are
+results (StitchingOptions.output_frames). `segment_clip` runs
+`video_tracker.ClipSegmenter.segment` and `track` runs `video_tracker.VideoRunner.track_clip`
+(and `output_frames`), the functions the Python runner uses, so both give the same ids.
 
 Names. segment_clip's outputs are the fields of `panoptic_inference.ClipPanoptic`, each
 with a leading batch axis of 1. The state is `tracking.TrackingState` flattened: the memory
@@ -39,6 +40,7 @@ MEMORY_PREFIX = "memory_"
 TRACK_IDS = "track_ids"
 VIDEO_PANOPTIC = "panoptic"
 MATCHING_SPACE = "matching_space"
+OUTPUT_FRAMES = "output_frames"
 
 CLIP_NAMES = panoptic_inference.ClipPanoptic._fields
 STATE_NAMES = tuple(MEMORY_PREFIX + name for name in memory_state.MemoryState._fields) + tuple(
@@ -171,7 +173,9 @@ class VideoServingModule(tf.Module):
         Returns:
           The new state under STATE_NAMES, and track_ids int32 [1, K] (video id of each
           object row, -1 on padding), panoptic int32 [1, T, height, width] (semantic *
-          label_divisor + video id), matching_space int32 [1] (M x N of the memory step).
+          label_divisor + video id), matching_space int32 [1] (M x N of the memory step),
+          output_frames bool [1, T] (the frames of this clip that are results; the others
+          come from another clip).
 
         Raises:
           InvalidArgumentError: (at run time) an input of the wrong shape, or a state of
@@ -201,4 +205,5 @@ class VideoServingModule(tf.Module):
         outputs[TRACK_IDS] = track_ids[tf.newaxis]
         outputs[VIDEO_PANOPTIC] = panoptic[tf.newaxis]
         outputs[MATCHING_SPACE] = matching_space[tf.newaxis]
+        outputs[OUTPUT_FRAMES] = self._runner.output_frames(state.num_clips)[tf.newaxis]
         return outputs

@@ -1,11 +1,12 @@
 """Tests for deeplab_video.export: the SavedModel's signatures against the Python path.
 
-The tiny synthetic model is exported once per module from a checkpoint of a separately
-built model (so the parity checks also prove the restore), with its class head biased
-towards thing classes and class and overlap thresholds of 0, so that the untrained
-network yields objects to track. A fresh Python process that imports only TensorFlow and
-numpy loads the export and writes its outputs; they must equal ClipSegmenter.segment and
-VideoRunner.run_sequence on the Keras model.
+The tiny synthetic model is exported once per module from a checkpoint of a separately built
+model (so the parity checks also prove the restore), with its class head biased towards
+thing classes and class and overlap thresholds of 0, so that the untrained network yields
+objects to track, and with the VIPSeg configs' tracking choices (official output frames,
+memory insertion and 'mask_embeddings'), which the defaults are not. A fresh Python process
+that imports only TensorFlow and numpy loads the export and writes its outputs; they must
+equal ClipSegmenter.segment and VideoRunner.run_sequence on the Keras model.
 """
 
 import pathlib
@@ -53,15 +54,19 @@ for name in ("clip", "odd_clip"):
     for key, value in segment(frames=tf.constant(inputs[name])).items():
         results[name + "/" + key] = value.numpy()
 
-# Near-online, T = 2: clips start every frame and share one frame with the previous clip.
+# Near-online, T = 2: clips start every frame and share one frame with the previous clip
+# (the last one completed with the last frame); each clip's output_frames are its results.
 video = inputs["video"]
 state = initial_state()
-maps = []
-for start in range(len(video) - 1):
-    outputs = track(**state, **segment(frames=tf.constant(video[start : start + 2][None])))
+maps, reported = [], []
+for start in range(len(video)):
+    clip = np.concatenate([video[start : start + 2], video[-1:]])[:2]
+    outputs = track(**state, **segment(frames=tf.constant(clip[None])))
     state = {name: outputs[name] for name in state}
-    maps.append(outputs["panoptic"][0].numpy()[0 if start == 0 else 1 :])
-results["video/signatures"] = np.concatenate(maps)
+    reported.append(outputs["output_frames"][0].numpy())
+    maps.append(outputs["panoptic"][0].numpy()[reported[-1]])
+results["video/signatures"] = np.concatenate(maps)[: len(video)]
+results["video/output_frames"] = np.stack(reported)
 
 spec = importlib.util.spec_from_file_location("saved_model_runner", runner_file)
 module = importlib.util.module_from_spec(spec)
@@ -90,6 +95,10 @@ def _options() -> config_pb2.ExperimentOptions:
     post_processing.class_threshold_stuff = 0.0
     post_processing.mask_threshold = 0.05
     post_processing.overlap_threshold = 0.0
+    options.evaluator_options.stitching.output_frames = "aligned_clips"
+    memory = options.evaluator_options.memory_buffer
+    memory.new_object_insertion = "when_no_candidates"
+    memory.embedding_output = "mask_embeddings"
     return options
 
 
@@ -187,11 +196,14 @@ def test_tracking_through_signatures_and_runner_equals_video_runner(reference, f
     divisor = synthetic.DESCRIPTOR.label_divisor
     things = np.isin(expected // divisor, synthetic.DESCRIPTOR.thing_ids)
     ids_per_frame = [set(np.unique(expected[t][things[t]])) for t in range(NUM_FRAMES)]
-    # Objects keep their ids across clips (frame t + 1 comes from the clip after frame t's).
+    # Objects keep their ids across clips (frames 2 and 4 come from later clips than 1, 3).
     assert all(ids_per_frame[t] & ids_per_frame[t + 1] for t in range(1, NUM_FRAMES - 1))
     np.testing.assert_array_equal(outputs["video/signatures"], expected)
     np.testing.assert_array_equal(outputs["video/runner"], expected)
     np.testing.assert_array_equal(outputs["video/indices"], np.arange(NUM_FRAMES))
+    # aligned_clips: the clips starting at even frames give both their frames.
+    aligned = [start % 2 == 0 for start in range(NUM_FRAMES)]
+    np.testing.assert_array_equal(outputs["video/output_frames"], np.repeat([aligned], 2, 0).T)
     assert outputs["video/matching_space"].tolist() == reference.matching_space_sizes
     assert outputs["runner/clip_length_and_stride"].tolist() == [2, 1]
     assert "uint8" in str(outputs["float_frames_error"])
@@ -202,7 +214,7 @@ def test_signature_names_dtypes_and_shapes(exported, loaded):
     options, _, _ = exported
     k = options.evaluator_options.post_processing.max_objects_per_clip
     m = options.evaluator_options.memory_buffer.max_tracks
-    d = options.model_options.heads.embedding_channels
+    d = options.model_options.transformer_decoder.query_channels  # mask_embeddings
     signatures = loaded.signatures
     assert set(signatures) == {"segment_clip", "initial_state", "track"}
 
@@ -237,8 +249,15 @@ def test_signature_names_dtypes_and_shapes(exported, loaded):
     assert set(track_inputs) == set(state) | set(clip_outputs)
     assert track_inputs["previous_frame"].shape.as_list() == [None, None]
     track_outputs = signatures["track"].structured_outputs
-    assert set(track_outputs) == set(state) | {"track_ids", "panoptic", "matching_space"}
+    assert set(track_outputs) == set(state) | {
+        "track_ids",
+        "panoptic",
+        "matching_space",
+        "output_frames",
+    }
     assert track_outputs["track_ids"].shape.as_list() == [1, k]
+    assert track_outputs["output_frames"].dtype == tf.bool
+    assert track_outputs["output_frames"].shape.as_list() == [1, 2]
     assert track_outputs["panoptic"].shape.as_list() == [1, 2, None, None]
 
 
