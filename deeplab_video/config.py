@@ -247,13 +247,48 @@ def _validate_dataset(dataset: config_pb2.DatasetOptions, name: str, check: Call
     check(dataset.frame_step >= 1, f"{name}.frame_step", "must be at least 1")
     check(dataset.eval_clip_stride >= 0, f"{name}.eval_clip_stride", "must be >= 0")
     check(dataset.max_tubes_per_clip >= 1, f"{name}.max_tubes_per_clip", "must be >= 1")
+    _validate_augmentations(dataset, f"{name}.augmentations", check)
+
+
+def _validate_augmentations(
+    dataset: config_pb2.DatasetOptions, prefix: str, check: Callable
+) -> None:
     augment = dataset.augmentations
     check(
         0 < augment.min_scale_factor <= augment.max_scale_factor,
-        f"{name}.augmentations.min_scale_factor",
+        f"{prefix}.min_scale_factor",
         "needs 0 < min_scale_factor <= max_scale_factor",
     )
-    _check_probability(augment.flip_probability, f"{name}.augmentations.flip_probability", check)
+    _check_probability(augment.flip_probability, f"{prefix}.flip_probability", check)
+    sampling_range = augment.frame_sampling_range
+    check(
+        sampling_range == 0 or sampling_range >= dataset.clip_length - 1,
+        f"{prefix}.frame_sampling_range",
+        f"must be 0 (frame_step clips) or at least clip_length - 1 = {dataset.clip_length - 1}",
+    )
+    check(
+        sampling_range == 0 or dataset.frame_step == 1,
+        f"{prefix}.frame_sampling_range",
+        "replaces frame_step; leave frame_step at 1 when frame_sampling_range is set",
+    )
+    _check_probability(augment.copy_paste_probability, f"{prefix}.copy_paste_probability", check)
+    check(augment.copy_paste_scale_ratio > 0, f"{prefix}.copy_paste_scale_ratio", "must be > 0")
+    jitter = augment.color_jitter
+    _check_probability(jitter.probability, f"{prefix}.color_jitter.probability", check)
+    check(jitter.brightness_delta >= 0, f"{prefix}.color_jitter.brightness_delta", "must be >= 0")
+    for kind in ("contrast", "saturation"):
+        low = getattr(jitter, f"min_{kind}_factor")
+        high = getattr(jitter, f"max_{kind}_factor")
+        check(
+            0 <= low <= high,
+            f"{prefix}.color_jitter.min_{kind}_factor",
+            f"needs 0 <= min_{kind}_factor <= max_{kind}_factor",
+        )
+    check(
+        0 <= jitter.hue_delta <= 0.5,
+        f"{prefix}.color_jitter.hue_delta",
+        "must be within [0, 0.5] (a fraction of the hue circle)",
+    )
 
 
 def _validate_trainer(trainer: config_pb2.TrainerOptions, check: Callable) -> None:

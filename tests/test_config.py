@@ -149,6 +149,48 @@ def test_unknown_tracking_choices_are_rejected(write_config, field, value):
     assert error.value.field == f"evaluator_options.{field}"
 
 
+@pytest.mark.parametrize(
+    "augmentations, field",
+    [
+        ("frame_sampling_range: 5 copy_paste_probability: 1.0", None),
+        ("color_jitter { brightness_delta: 32 hue_delta: 0.1 }", None),
+        ("frame_sampling_range: -1", "frame_sampling_range"),
+        ("frame_sampling_range: 3", None),
+        ("copy_paste_probability: 1.5", "copy_paste_probability"),
+        ("copy_paste_scale_ratio: 0", "copy_paste_scale_ratio"),
+        ("color_jitter { probability: -0.1 }", "color_jitter.probability"),
+        ("color_jitter { brightness_delta: -1 }", "color_jitter.brightness_delta"),
+        ("color_jitter { min_contrast_factor: 2 }", "color_jitter.min_contrast_factor"),
+        ("color_jitter { max_saturation_factor: 0.5 }", "color_jitter.min_saturation_factor"),
+        ("color_jitter { hue_delta: 0.6 }", "color_jitter.hue_delta"),
+    ],
+)
+def test_training_clip_augmentations_are_checked(write_config, augmentations, field):
+    text = VALID.replace(
+        "  clip_length: 2\n", f"  clip_length: 2\n  augmentations {{ {augmentations} }}\n"
+    )
+    path = write_config(text)
+    if field is None:
+        config.load_config(path)
+        return
+    with pytest.raises(config.ConfigError) as error:
+        config.load_config(path)
+    assert error.value.field == f"train_dataset_options.augmentations.{field}"
+
+
+def test_frame_sampling_range_needs_clip_length_and_replaces_frame_step(write_config):
+    text = VALID.replace(
+        "clip_length: 2", "clip_length: 3\n  augmentations { frame_sampling_range: 1 }"
+    )
+    with pytest.raises(config.ConfigError, match="at least clip_length - 1 = 2"):
+        config.load_config(write_config(text))
+    text = VALID.replace(
+        "clip_length: 2", "frame_step: 2\n  augmentations { frame_sampling_range: 5 }"
+    )
+    with pytest.raises(config.ConfigError, match="replaces frame_step"):
+        config.load_config(write_config(text))
+
+
 def test_missing_file_is_config_error(tmp_path):
     with pytest.raises(config.ConfigError, match="cannot read"):
         config.load_config(tmp_path / "missing.textproto")

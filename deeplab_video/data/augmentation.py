@@ -5,12 +5,18 @@ flipping so that both get the same transform. We do the same for all T frames: i
 [T, H, W, 3] become [H, W, 3T] and labels [T, H, W] become [H, W, T] before resizing,
 cropping and flipping, so no frame can be transformed differently from another.
 
+Colour jitter (optional, first) follows the official Video-kMaX, which applies detectron2's
+ColorAugSSDTransform (SSD's colour distortion) once to a clip's frames concatenated: one
+draw of brightness, contrast, saturation and hue for the whole clip. Unlike that uint8
+implementation, ours works on float32 and does not round to integers between the steps.
+
 Randomness is stateless: every draw is a function of a per-clip seed (int32 [2]), which
 makes a clip's augmentation reproducible when the pipeline runs deterministically.
 Images are padded with DeepLab2's mean pixel (127.5), labels with a caller-given void value.
 """
 
 import math
+from collections.abc import Callable
 
 import tensorflow as tf
 
@@ -18,6 +24,12 @@ from deeplab_video.protos import dataset_pb2
 
 # DeepLab2 pads images with the mean pixel so that padding is neutral after normalization.
 MEAN_PIXEL = 127.5
+# Largest pixel value of the images (uint8 range).
+MAX_PIXEL = 255.0
+# Values folded into a clip's seed (stateless_fold_in) for draws made apart from its
+# geometric transform: one value per use, so that the draws stay independent.
+COLOR_JITTER_SEED_TAG = 1
+COPY_PASTE_SEED_TAG = 2
 
 
 def _stack_frames(image: tf.Tensor, panoptic: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
@@ -107,6 +119,66 @@ def random_scale_factor(options: dataset_pb2.AugmentationOptions, seed: tf.Tenso
     return tf.minimum(low + tf.cast(index, tf.float32) * step, high)
 
 
+def jitter_colors(
+    image: tf.Tensor, options: dataset_pb2.ColorJitterOptions, seed: tf.Tensor
+) -> tf.Tensor:
+    """SSD colour distortion with one random draw for all frames of a clip.
+
+    Brightness first; then contrast, saturation, hue or saturation, hue, contrast (each
+    order with probability 1/2). Each step is applied with options.probability; steps whose
+    strength is the identity are left out of the graph.
+
+    Args:
+        image: float32 [num_frames, height, width, 3], RGB values 0..255.
+        options: step probability and strengths.
+        seed: int32 or int64 [2], the clip's stateless random seed.
+
+    Returns:
+        float32 [num_frames, height, width, 3], values clipped to 0..255.
+    """
+    seeds = tf.random.experimental.stateless_split(seed, num=9)
+
+    def uniform(index: int, low: float, high: float) -> tf.Tensor:
+        return tf.random.stateless_uniform([], seeds[index], minval=low, maxval=high)
+
+    def step(index: int, apply_fn: Callable[[tf.Tensor], tf.Tensor]) -> Callable:
+        def maybe_apply(x: tf.Tensor) -> tf.Tensor:
+            applied = uniform(index, 0.0, 1.0) < options.probability
+            return tf.cond(applied, lambda: apply_fn(x), lambda: x)
+
+        return maybe_apply
+
+    def in_unit_range(adjust: Callable[[tf.Tensor], tf.Tensor]) -> Callable:
+        return lambda x: adjust(x / MAX_PIXEL) * MAX_PIXEL
+
+    def identity(x: tf.Tensor) -> tf.Tensor:
+        return x
+
+    brightness = contrast = saturation = hue = identity
+    if options.brightness_delta > 0:
+        delta = uniform(1, -options.brightness_delta, options.brightness_delta)
+        brightness = step(0, lambda x: tf.clip_by_value(x + delta, 0.0, MAX_PIXEL))
+    if (options.min_contrast_factor, options.max_contrast_factor) != (1.0, 1.0):
+        gain = uniform(3, options.min_contrast_factor, options.max_contrast_factor)
+        contrast = step(2, lambda x: tf.clip_by_value(x * gain, 0.0, MAX_PIXEL))
+    if (options.min_saturation_factor, options.max_saturation_factor) != (1.0, 1.0):
+        chroma = uniform(5, options.min_saturation_factor, options.max_saturation_factor)
+        saturation = step(4, in_unit_range(lambda x: tf.image.adjust_saturation(x, chroma)))
+    if options.hue_delta > 0:
+        shift = uniform(7, -options.hue_delta, options.hue_delta)
+        hue = step(6, in_unit_range(lambda x: tf.image.adjust_hue(x, shift)))
+
+    image = brightness(image)
+    if contrast is identity:
+        return hue(saturation(image))
+    contrast_first = uniform(8, 0.0, 1.0) < 0.5
+    return tf.cond(
+        contrast_first,
+        lambda: hue(saturation(contrast(image))),
+        lambda: contrast(hue(saturation(image))),
+    )
+
+
 def augment_clip(
     image: tf.Tensor,
     panoptic: tf.Tensor,
@@ -116,15 +188,15 @@ def augment_clip(
     label_pad_value: int,
     seed: tf.Tensor,
 ) -> tuple[tf.Tensor, tf.Tensor]:
-    """Random scale, random crop (padding first if needed) and random horizontal flip.
+    """Colour jitter (if set), random scale, random crop (padding first if needed), flip.
 
-    All frames of the clip get the same scale, crop window and flip.
+    All frames of the clip get the same colour jitter, scale, crop window and flip.
 
     Args:
         image: float32 [num_frames, height, width, 3].
         panoptic: int32 [num_frames, height, width].
         crop_size: (crop_height, crop_width) of the output.
-        options: scale range, scale step and flip probability.
+        options: colour jitter, scale range, scale step and flip probability.
         label_pad_value: panoptic value of padded pixels (ignore_label * label_divisor).
         seed: int32 [2], the clip's stateless random seed.
 
@@ -132,6 +204,9 @@ def augment_clip(
         (image float32 [num_frames, crop_height, crop_width, 3],
          panoptic int32 [num_frames, crop_height, crop_width]).
     """
+    if options.HasField("color_jitter"):
+        jitter_seed = tf.random.experimental.stateless_fold_in(seed, COLOR_JITTER_SEED_TAG)
+        image = jitter_colors(image, options.color_jitter, jitter_seed)
     seeds = tf.random.experimental.stateless_split(seed, num=4)
     num_frames = image.shape[0]
     stacked_image, stacked_label = _stack_frames(image, panoptic)

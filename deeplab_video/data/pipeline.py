@@ -23,6 +23,15 @@ formed on the host while the records stream by, before any image is decoded:
     would cross from one shard into the next is therefore not formed (at most span - 1
     clips per split sequence; the synthetic writer never splits one). Clips are shuffled
     (shuffle_buffer_size), repeated, then decoded and augmented in a parallel map.
+  * Training with augmentations.frame_sampling_range R > 0 and T > 1 (the official
+    Video-kMaX sampler): every record is the reference of one clip; the stream yields the
+    records at most R away from it in its sequence (and in its shard), and a seeded map
+    draws the other T - 1 frames among them without repetition before the shuffle, so only
+    the T chosen records wait in the shuffle buffer. The draws differ from epoch to epoch.
+  * Training with augmentations.copy_paste_probability > 0: a second, independently
+    shuffled stream of training clips supplies donors; a clip chosen for copy-paste gets a
+    random subset of its donor's segments (deeplab_video.data.copy_paste) after both
+    clips are augmented, the donor at copy_paste_scale_ratio times the scale range.
   * Evaluation: all files form one stream in sorted order, so nothing is lost at shard
     boundaries. Clips start every `stride` records (eval_clip_stride, 0 -> max(T - 1, 1):
     near-online clips share one frame) and every clip has exactly T frames: when the last
@@ -41,14 +50,13 @@ augmentation are seeded with options.seed).
 import collections
 import dataclasses
 import functools
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from deeplab_video import common
-from deeplab_video.data import augmentation, datasets, tfrecord, tube_targets
+from deeplab_video.data import clip_parser, tfrecord
 from deeplab_video.protos import dataset_pb2
 
 
@@ -89,6 +97,42 @@ def iter_frames(paths: Iterable[str]) -> Iterator[FrameRecord]:
             yield FrameRecord(sequence_id, frame_index, record, path)
 
 
+def _iter_checked(frames: Iterable[FrameRecord]) -> Iterator[tuple[FrameRecord, bool]]:
+    """Yields each frame with whether it starts a sequence, checking the stream's order.
+
+    Raises:
+        tfrecord.CorruptRecordError: a sequence is not contiguous or not in frame order.
+    """
+    seen: set[str] = set()
+    previous: FrameRecord | None = None
+    for frame in frames:
+        starts = previous is None or frame.sequence_id != previous.sequence_id
+        if starts:
+            if frame.sequence_id in seen:
+                raise tfrecord.CorruptRecordError(
+                    f"{frame.path}: sequence '{frame.sequence_id}' reappears after other "
+                    "sequences; the records of a sequence must be contiguous and in frame "
+                    "order across the sorted shards (as DeepLab2's STEP converter writes them)"
+                )
+            seen.add(frame.sequence_id)
+        elif frame.frame_index <= previous.frame_index:
+            raise tfrecord.CorruptRecordError(
+                f"{frame.path}: frame {frame.frame_index} of sequence '{frame.sequence_id}' "
+                f"comes after frame {previous.frame_index}; frames must be in increasing order"
+            )
+        yield frame, starts
+        previous = frame
+
+
+def _log_short_sequence(sequence_id: str, length: int, span: int) -> None:
+    logging.warning(
+        "sequence '%s' has %d frames, fewer than a clip spans (%d): no clip uses it",
+        sequence_id,
+        length,
+        span,
+    )
+
+
 def iter_clips(
     frames: Iterable[FrameRecord],
     *,
@@ -115,7 +159,6 @@ def iter_clips(
     """
     span = (clip_length - 1) * frame_step + 1
     window: collections.deque[FrameRecord] = collections.deque(maxlen=span)
-    seen: set[str] = set()
     length = last_start = 0
 
     def take() -> list[FrameRecord]:
@@ -123,33 +166,16 @@ def iter_clips(
 
     def end_of_sequence() -> Iterator[list[FrameRecord]]:
         if length < span:
-            logging.warning(
-                "sequence '%s' has %d frames, fewer than a clip spans (%d): no clip uses it",
-                window[-1].sequence_id,
-                length,
-                span,
-            )
+            _log_short_sequence(window[-1].sequence_id, length, span)
         elif cover_end and last_start != length - span:
             yield take()
 
-    for frame in frames:
-        if not window or frame.sequence_id != window[-1].sequence_id:
+    for frame, starts_sequence in _iter_checked(frames):
+        if starts_sequence:
             if window:
                 yield from end_of_sequence()
-            if frame.sequence_id in seen:
-                raise tfrecord.CorruptRecordError(
-                    f"{frame.path}: sequence '{frame.sequence_id}' reappears after other "
-                    "sequences; the records of a sequence must be contiguous and in frame "
-                    "order across the sorted shards (as DeepLab2's STEP converter writes them)"
-                )
-            seen.add(frame.sequence_id)
             window.clear()
             length, last_start = 0, -1
-        elif frame.frame_index <= window[-1].frame_index:
-            raise tfrecord.CorruptRecordError(
-                f"{frame.path}: frame {frame.frame_index} of sequence '{frame.sequence_id}' "
-                f"comes after frame {window[-1].frame_index}; frames must be in increasing order"
-            )
         window.append(frame)
         length += 1
         if length >= span and (length - span) % stride == 0:
@@ -157,6 +183,79 @@ def iter_clips(
             yield take()
     if window:
         yield from end_of_sequence()
+
+
+def iter_windows(
+    frames: Iterable[FrameRecord], *, clip_length: int, radius: int
+) -> Iterator[tuple[list[FrameRecord], int]]:
+    """For every frame, the frames of its sequence at most `radius` records away.
+
+    Args:
+        frames: frames with each sequence's records contiguous and in frame order.
+        clip_length: T; sequences of fewer records yield nothing (logged).
+        radius: R, the frame sampling range.
+
+    Yields:
+        (window, reference): the records from max(0, p - R) to min(length - 1, p + R) of
+        the sequence, in order, for each record position p, and p's index in the window.
+
+    Raises:
+        ValueError: radius < clip_length - 1 (a window could hold fewer than T records).
+        tfrecord.CorruptRecordError: a sequence is not contiguous or not in frame order.
+    """
+    if radius < clip_length - 1:
+        raise ValueError(
+            f"frame_sampling_range {radius} must be at least clip_length - 1 = {clip_length - 1}"
+        )
+    window: collections.deque[FrameRecord] = collections.deque(maxlen=2 * radius + 1)
+    length = next_reference = 0
+
+    def emit(reference: int) -> tuple[list[FrameRecord], int]:
+        first_held = length - len(window)
+        start = max(reference - radius, 0)
+        return list(window)[start - first_held :], reference - start
+
+    def end_of_sequence() -> Iterator[tuple[list[FrameRecord], int]]:
+        if length < clip_length:
+            _log_short_sequence(window[-1].sequence_id, length, clip_length)
+            return
+        for reference in range(next_reference, length):
+            yield emit(reference)
+
+    for frame, starts_sequence in _iter_checked(frames):
+        if starts_sequence:
+            if window:
+                yield from end_of_sequence()
+            window.clear()
+            length = next_reference = 0
+        window.append(frame)
+        length += 1
+        if length - 1 - radius == next_reference:
+            yield emit(next_reference)
+            next_reference += 1
+    if window:
+        yield from end_of_sequence()
+
+
+def sample_clip_frames(
+    num_records: tf.Tensor, reference: tf.Tensor, clip_length: int, seed: tf.Tensor
+) -> tf.Tensor:
+    """Draws a clip's frames in a window: the reference and T - 1 others, no repetition.
+
+    Args:
+        num_records: int32 [], the window's size (at least clip_length).
+        reference: int32 [], the reference's position in the window.
+        clip_length: T.
+        seed: int32 or int64 [2], stateless random seed.
+
+    Returns:
+        int32 [clip_length], increasing positions in the window, one of them `reference`.
+    """
+    others = tf.concat([tf.range(reference), tf.range(reference + 1, num_records)], 0)
+    keys = tf.random.stateless_uniform(tf.shape(others), seed)
+    picked = tf.gather(others, tf.argsort(keys)[: clip_length - 1])
+    positions = tf.sort(tf.concat([picked, [reference]], 0))
+    return tf.ensure_shape(positions, [clip_length])
 
 
 def eval_clip_stride(options: dataset_pb2.DatasetOptions) -> int:
@@ -180,57 +279,69 @@ def _clip_records(paths: tf.Tensor, clip_length: int, **clip_args) -> tf.data.Da
     )
 
 
-def _make_clip_parser(
-    options: dataset_pb2.DatasetOptions, is_training: bool
-) -> Callable[[tf.Tensor, tf.Tensor], dict[str, tf.Tensor]]:
-    """Returns the map function: (records string [T], seed int64 [2]) -> element dict."""
-    descriptor = datasets.get_descriptor(options.dataset)
-    clip_length = options.clip_length
-    crop_size = (options.crop_size[0], options.crop_size[1])
-    void_value = descriptor.ignore_label * descriptor.label_divisor
+def _generate_windows(paths: np.ndarray, **window_args) -> Iterator[tuple[list[bytes], int]]:
+    """from_generator body: (window records, reference position) for every record."""
+    frames = iter_frames(path.decode() for path in paths)
+    for window, reference in iter_windows(frames, **window_args):
+        yield [frame.record for frame in window], reference
 
-    def parse(records: tf.Tensor, seed: tf.Tensor) -> dict[str, tf.Tensor]:
-        frames = [tfrecord.decode_frame(records[t]) for t in range(clip_length)]
-        image = tf.cast(tf.stack([frame["image"] for frame in frames]), tf.float32)
-        panoptic = tf.stack([frame["panoptic"] for frame in frames])
-        original_size = tf.stack([frames[0]["height"], frames[0]["width"]])
-        image, panoptic = augmentation.resize_to_range(
-            image, panoptic, options.min_resize_value, options.max_resize_value
-        )
-        if is_training:
-            image, panoptic = augmentation.augment_clip(
-                image,
-                panoptic,
-                crop_size=crop_size,
-                options=options.augmentations,
-                label_pad_value=void_value,
-                seed=seed,
-            )
-        else:
-            image, panoptic = augmentation.pad_clip(
-                image, panoptic, crop_size=crop_size, label_pad_value=void_value
-            )
-        element = {
-            common.IMAGE: image,
-            common.PANOPTIC: panoptic,
-            common.SEMANTIC: tf.math.floordiv(panoptic, descriptor.label_divisor),
-            common.SEQUENCE_ID: frames[0]["sequence_id"],
-            common.FRAME_INDEX: tf.stack([frame["frame_index"] for frame in frames]),
-            common.ORIGINAL_SIZE: original_size,
-        }
-        element.update(
-            tube_targets.compute_tube_targets(
-                panoptic,
-                num_classes=descriptor.num_classes,
-                thing_ids=descriptor.thing_ids,
-                label_divisor=descriptor.label_divisor,
-                max_tubes=options.max_tubes_per_clip,
-                stride=options.tube_mask_stride,
-            )
-        )
-        return element
 
-    return parse
+def _sampled_clip_records(
+    paths: tf.Tensor, clip_length: int, radius: int, seed: int | None
+) -> tf.data.Dataset:
+    """A dataset of string [clip_length] records: clips drawn around every record."""
+    windows = tf.data.Dataset.from_generator(
+        functools.partial(_generate_windows, clip_length=clip_length, radius=radius),
+        args=(paths,),
+        output_signature=(tf.TensorSpec([None], tf.string), tf.TensorSpec([], tf.int32)),
+    )
+    draws = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+
+    def draw(window: tuple[tf.Tensor, tf.Tensor], draw_seed: tf.Tensor) -> tf.Tensor:
+        records, reference = window
+        positions = sample_clip_frames(tf.size(records), reference, clip_length, draw_seed)
+        return tf.gather(records, positions)
+
+    return tf.data.Dataset.zip((windows, draws)).map(draw)
+
+
+def _training_clip_records(
+    paths: list[str],
+    options: dataset_pb2.DatasetOptions,
+    input_context: tf.distribute.InputContext | None,
+    seed_offset: int,
+) -> tf.data.Dataset:
+    """The shuffled (and repeated) stream of training clips as string [T] records.
+
+    seed_offset makes an independent stream (the copy-paste donors) from the same files.
+    """
+    seed = options.seed + seed_offset if options.deterministic else None
+    # Input pipelines must agree on the file order for their clip shards to partition
+    # the clips, so the file shuffle is seeded whenever there are several.
+    file_seed = options.seed + seed_offset if input_context is not None else seed
+    files = tf.data.Dataset.from_tensor_slices(paths).shuffle(len(paths), seed=file_seed)
+    radius = options.augmentations.frame_sampling_range
+    if radius and options.clip_length > 1:
+
+        def file_clips(path: tf.Tensor) -> tf.data.Dataset:
+            return _sampled_clip_records(tf.reshape(path, [1]), options.clip_length, radius, seed)
+    else:
+
+        def file_clips(path: tf.Tensor) -> tf.data.Dataset:
+            return _clip_records(
+                tf.reshape(path, [1]), options.clip_length, frame_step=options.frame_step
+            )
+
+    clips = files.interleave(
+        file_clips,
+        cycle_length=len(paths),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True,
+    )
+    if input_context is not None:
+        clips = clips.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
+    clips = clips.shuffle(options.shuffle_buffer_size, seed=seed)
+    return clips.repeat() if options.repeat else clips
 
 
 def build_clip_dataset(
@@ -242,7 +353,8 @@ def build_clip_dataset(
 
     Args:
         options: dataset, file_pattern, batch_size (global), crop_size [height, width],
-            clip_length, frame_step, eval_clip_stride, augmentations, tube settings,
+            clip_length, frame_step, eval_clip_stride, augmentations (including frame
+            sampling range, colour jitter and copy-paste), tube settings,
             shuffle_buffer_size, repeat, deterministic and seed.
         is_training: augment, shuffle and repeat (else: pad only, sequences in order).
         input_context: from tf.distribute; the batch becomes the per-replica batch and the
@@ -273,20 +385,11 @@ def build_clip_dataset(
         raise ValueError("clip_length and frame_step must be >= 1")
     paths = list_files(options.file_pattern)
     batch_size = options.batch_size
+    if input_context is not None:
+        batch_size = input_context.get_per_replica_batch_size(batch_size)
     seed = options.seed if options.deterministic else None
     if is_training:
-        # Input pipelines must agree on the file order for their clip shards to partition
-        # the clips, so the file shuffle is seeded whenever there are several.
-        file_seed = options.seed if input_context is not None else seed
-        files = tf.data.Dataset.from_tensor_slices(paths).shuffle(len(paths), seed=file_seed)
-        clips = files.interleave(
-            lambda path: _clip_records(
-                tf.reshape(path, [1]), options.clip_length, frame_step=options.frame_step
-            ),
-            cycle_length=len(paths),
-            num_parallel_calls=tf.data.AUTOTUNE,
-            deterministic=True,
-        )
+        clips = _training_clip_records(paths, options, input_context, seed_offset=0)
     else:
         clips = _clip_records(
             tf.constant(paths),
@@ -294,16 +397,15 @@ def build_clip_dataset(
             stride=eval_clip_stride(options),
             cover_end=True,
         )
-    if input_context is not None:
-        batch_size = input_context.get_per_replica_batch_size(batch_size)
-        clips = clips.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
-    if is_training:
-        clips = clips.shuffle(options.shuffle_buffer_size, seed=seed)
-        if options.repeat:
-            clips = clips.repeat()
+        if input_context is not None:
+            clips = clips.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
     seeds = tf.data.Dataset.random(seed=seed).batch(2)
-    dataset = tf.data.Dataset.zip((clips, seeds)).map(
-        _make_clip_parser(options, is_training), num_parallel_calls=tf.data.AUTOTUNE
+    streams = (clips, seeds)
+    if is_training and options.augmentations.copy_paste_probability > 0:
+        streams += (_training_clip_records(paths, options, input_context, seed_offset=1),)
+    dataset = tf.data.Dataset.zip(streams).map(
+        clip_parser.make_clip_parser(options, is_training),
+        num_parallel_calls=tf.data.AUTOTUNE,
     )
     dataset = dataset.batch(batch_size, drop_remainder=is_training)
     data_options = tf.data.Options()

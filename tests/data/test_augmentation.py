@@ -142,3 +142,99 @@ def test_resize_to_range():
     assert capped.shape == (2, 25, 50, 3)
     shrunk, _ = augmentation.resize_to_range(image, panoptic, 0, 20)
     assert shrunk.shape == (2, 10, 20, 3)
+
+
+def _jitter(probability=1.0, **strengths) -> dataset_pb2.ColorJitterOptions:
+    return dataset_pb2.ColorJitterOptions(probability=probability, **strengths)
+
+
+# The official Video-kMaX strengths (detectron2's ColorAugSSDTransform defaults).
+OFFICIAL_JITTER = {
+    "brightness_delta": 32.0,
+    "min_contrast_factor": 0.5,
+    "max_contrast_factor": 1.5,
+    "min_saturation_factor": 0.5,
+    "max_saturation_factor": 1.5,
+    "hue_delta": 0.1,
+}
+
+
+def _frames(count: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).uniform(20, 235, (count, 6, 7, 3)).astype(np.float32)
+
+
+@pytest.mark.parametrize("seed", [[0, 1], [4, 2], [9, 9]])
+def test_color_jitter_is_one_draw_for_the_whole_clip(seed):
+    # The jitter is pixel-wise, so with one draw per clip a frame's output cannot depend on
+    # the clip's other frames.
+    a, b = _frames(2)
+    options = _jitter(0.5, **OFFICIAL_JITTER)
+
+    def jitter(*frames):
+        return augmentation.jitter_colors(tf.constant(np.stack(frames)), options, seed).numpy()
+
+    mixed = jitter(a, b)
+    np.testing.assert_allclose(mixed[0], jitter(a, a)[0], atol=1e-4)
+    np.testing.assert_allclose(mixed[1], jitter(b, b)[0], atol=1e-4)
+    assert 0 <= mixed.min() and mixed.max() <= 255
+
+
+def test_color_jitter_steps_do_what_their_names_say():
+    image = tf.constant(_frames(2, seed=1))
+    hsv = tf.image.rgb_to_hsv(image / 255).numpy()
+    seeds = [[s, 7] for s in range(12)]
+
+    def run(**strengths):
+        return [augmentation.jitter_colors(image, _jitter(**strengths), s).numpy() for s in seeds]
+
+    shifts = [out - image.numpy() for out in run(brightness_delta=16)]
+    for shift in shifts:  # frames stay within 20..235, so nothing is clipped
+        np.testing.assert_allclose(shift, shift.flat[0], atol=1e-3)
+    assert all(abs(shift.flat[0]) <= 16 for shift in shifts)
+    assert len({round(float(shift.flat[0]), 3) for shift in shifts}) == len(seeds)
+
+    gains = [out / image.numpy() for out in run(min_contrast_factor=0.8, max_contrast_factor=1.05)]
+    for gain in gains:
+        np.testing.assert_allclose(gain, gain.flat[0], rtol=1e-5)
+        assert 0.8 <= gain.flat[0] <= 1.05
+
+    for out in run(min_saturation_factor=0.5, max_saturation_factor=1.5):
+        out_hsv = tf.image.rgb_to_hsv(out / 255).numpy()
+        np.testing.assert_allclose(out_hsv[..., 2], hsv[..., 2], atol=1e-4)  # value kept
+        ratio = (out_hsv[..., 1] / hsv[..., 1])[out_hsv[..., 1] < 0.999]  # unclipped
+        np.testing.assert_allclose(ratio, ratio[0], rtol=1e-3)
+
+    for out in run(hue_delta=0.1):
+        out_hsv = tf.image.rgb_to_hsv(out / 255).numpy()
+        np.testing.assert_allclose(out_hsv[..., 1:], hsv[..., 1:], atol=1e-4)  # s, v kept
+        turn = (out_hsv[..., 0] - hsv[..., 0] + 0.5) % 1 - 0.5
+        np.testing.assert_allclose(turn, turn.flat[0], atol=1e-4)
+        assert abs(turn.flat[0]) <= 0.1 + 1e-4
+
+
+def test_color_jitter_probability_gates_each_step():
+    image = tf.constant(_frames(1))
+    never = augmentation.jitter_colors(image, _jitter(0.0, **OFFICIAL_JITTER), [1, 2])
+    np.testing.assert_array_equal(never, image)
+    changed = [
+        not np.allclose(
+            augmentation.jitter_colors(image, _jitter(0.5, brightness_delta=32), [s, 0]), image
+        )
+        for s in range(40)
+    ]
+    assert 10 < sum(changed) < 30
+
+
+@pytest.mark.parametrize("seed", [[0, 1], [3, 5]])
+def test_color_jitter_in_augment_clip_changes_only_the_image(seed):
+    image, panoptic = _clip(2, 40, 50, seed=seed[0])
+    plain = _augment(image, panoptic, _options(0.5, 2.0, 0.25), seed)
+    options = _options(0.5, 2.0, 0.25)
+    options.color_jitter.SetInParent()  # present with the default (identity) strengths
+    identity = _augment(image, panoptic, options, seed)
+    options.color_jitter.CopyFrom(_jitter(1.0, **OFFICIAL_JITTER))
+    jittered = _augment(image, panoptic, options, seed)
+    for out in (identity, jittered):
+        np.testing.assert_array_equal(out[1], plain[1])
+    np.testing.assert_array_equal(identity[0], plain[0])
+    assert not np.allclose(jittered[0], plain[0])

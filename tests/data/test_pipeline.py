@@ -65,6 +65,42 @@ def test_training_clips_take_every_start_and_never_cross_sequences():
     assert single == [[f.record.decode()] for f in frames]
 
 
+def test_windows_hold_the_records_within_range_of_each_reference():
+    frames = _frames([("a", i) for i in range(7)] + [("b", 3), ("b", 8), ("c", 0)])
+    windows = [
+        ([f.record.decode() for f in window], reference)
+        for window, reference in pipeline.iter_windows(frames, clip_length=2, radius=2)
+    ]
+    a = [f"a/{i}" for i in range(7)]
+    assert windows == [
+        (a[0:3], 0),
+        (a[0:4], 1),
+        (a[0:5], 2),
+        (a[1:6], 2),
+        (a[2:7], 2),
+        (a[3:7], 2),
+        (a[4:7], 2),
+        (["b/3", "b/8"], 0),
+        (["b/3", "b/8"], 1),
+    ]  # "c" is shorter than a clip
+    with pytest.raises(ValueError, match="at least clip_length - 1 = 2"):
+        next(pipeline.iter_windows(frames, clip_length=3, radius=1))
+
+
+@pytest.mark.parametrize("num_records, reference", [(11, 5), (6, 0), (4, 3), (3, 1)])
+def test_sampled_frames_are_distinct_sorted_and_hold_the_reference(num_records, reference):
+    drawn = set()
+    for seed in range(30):
+        positions = pipeline.sample_clip_frames(
+            tf.constant(num_records), tf.constant(reference), 3, tf.constant([seed, 1])
+        ).numpy()
+        assert reference in positions
+        assert np.all(np.diff(positions) > 0)
+        assert positions.min() >= 0 and positions.max() < num_records
+        drawn.update(positions.tolist())
+    assert drawn == set(range(num_records))  # every record of the window can be drawn
+
+
 @pytest.mark.parametrize(
     "length, clip_length, stride, starts",
     [
@@ -157,14 +193,15 @@ def test_eval_pads_with_void_and_plays_sequences_in_order(dataset_dir):
     assert seen == want
 
 
-def _write_repeated_frames(path, sequences: dict[str, int], rng) -> None:
-    """Each sequence repeats one random frame under increasing frame ids."""
+def _write_repeated_frames(path, sequences: dict[str, int], rng, frame_gap: int = 1) -> None:
+    """Each sequence repeats one random frame under frame ids 10, 10 + gap, ..."""
     with tf.io.TFRecordWriter(str(path)) as writer:
         for sequence_id, length in sequences.items():
             image = rng.integers(0, 256, (30, 60, 3), dtype=np.uint8)
             panoptic = rng.choice([1000, 4001, 3002, 255000], (30, 60)).astype(np.int32)
             for index in range(length):
-                writer.write(tfrecord.encode_frame(image, panoptic, sequence_id, 10 + index))
+                frame_index = 10 + frame_gap * index
+                writer.write(tfrecord.encode_frame(image, panoptic, sequence_id, frame_index))
 
 
 def test_training_augments_all_frames_alike_and_never_mixes_sequences(tmp_path):
@@ -183,6 +220,71 @@ def test_training_augments_all_frames_alike_and_never_mixes_sequences(tmp_path):
         np.testing.assert_array_equal(frames - frames[:, :1], [[0, 1, 2]] * 2)
         count += 2
     assert count == 6  # a: 4 clips, b: 1, d: 2, c: none; 7 clips -> 3 full batches
+
+
+def test_frame_sampling_range_draws_records_around_each_reference(tmp_path):
+    rng = np.random.default_rng(1)
+    lengths = {"a": 9, "b": 2, "c": 1}
+    _write_repeated_frames(tmp_path / "train-0.tfrecord", lengths, rng, frame_gap=3)
+    options = _options(str(tmp_path / "train-*.tfrecord"), clip_length=2, repeat=False)
+    options.batch_size = 1
+    options.augmentations.frame_sampling_range = 2
+    gaps = []
+    for _ in range(2):
+        clips = [
+            (e[common.SEQUENCE_ID][0].numpy().decode(), e[common.FRAME_INDEX][0].numpy())
+            for e in pipeline.build_clip_dataset(options, is_training=True)
+        ]
+        assert len(clips) == 11  # one per record of a and b; c is shorter than a clip
+        for sequence_id, frames in clips:
+            records = (frames - 10) // 3
+            assert np.all((frames - 10) % 3 == 0)  # real records of the sequence
+            assert records.min() >= 0 and records.max() < lengths[sequence_id]
+            gaps.append(int(np.diff(records)[0]))
+    assert set(gaps) == {1, 2}  # the other frame is at most 2 records from the reference
+
+
+def test_copy_paste_in_the_stream_keeps_clips_consistent(tmp_path):
+    rng = np.random.default_rng(2)
+    _write_repeated_frames(tmp_path / "train-0.tfrecord", {"a": 4, "b": 3}, rng)
+    _write_repeated_frames(tmp_path / "train-1.tfrecord", {"d": 4}, rng)
+    options = _options(
+        str(tmp_path / "train-*.tfrecord"), clip_length=2, repeat=False, deterministic=True
+    )
+    plain = list(pipeline.build_clip_dataset(options, is_training=True))
+    options.augmentations.copy_paste_probability = 1.0
+    pasted = list(pipeline.build_clip_dataset(options, is_training=True))
+    assert len(plain) == len(pasted) == 4  # a: 3 clips, b: 2, d: 3
+    changed = 0
+    for before, after in zip(plain, pasted, strict=True):
+        for key in (common.SEQUENCE_ID, common.FRAME_INDEX, common.ORIGINAL_SIZE):
+            np.testing.assert_array_equal(after[key], before[key], err_msg=key)
+        # Both frames of a clip repeat one frame, and so do the donor's: they stay equal.
+        for key in (common.IMAGE, common.PANOPTIC, common.TUBE_MASKS, common.VOID_MASK):
+            value = after[key].numpy()
+            np.testing.assert_array_equal(value[:, 1], value[:, 0], err_msg=key)
+        for b in range(2):
+            old = set(before[common.PANOPTIC][b].numpy().ravel().tolist())
+            new = set(after[common.PANOPTIC][b].numpy().ravel().tolist())
+            largest = max(label % 1000 for label in old if label != 255000)
+            fresh = [label for label in new - old if label // 1000 in (3, 4)]
+            assert all(label % 1000 > largest for label in fresh)
+            changed += bool(new != old)
+    assert changed > 0
+
+
+def test_color_jitter_changes_only_the_images(dataset_dir):
+    options = _options(f"{dataset_dir}/train-*.tfrecord", 2, deterministic=True, seed=5)
+    plain = _first_batches(options)
+    options.augmentations.color_jitter.brightness_delta = 32
+    options.augmentations.color_jitter.probability = 1.0
+    jittered = _first_batches(options)
+    for a, b in zip(plain, jittered, strict=True):
+        for key in a:
+            if key == common.IMAGE:
+                assert not np.allclose(a[key], b[key])
+            else:
+                np.testing.assert_array_equal(a[key], b[key], err_msg=key)
 
 
 def _first_batches(options, count=2):
