@@ -286,15 +286,20 @@ def _generate_windows(paths: np.ndarray, **window_args) -> Iterator[tuple[list[b
         yield [frame.record for frame in window], reference
 
 
-def _sampled_clip_records(
-    paths: tf.Tensor, clip_length: int, radius: int, seed: int | None
-) -> tf.data.Dataset:
-    """A dataset of string [clip_length] records: clips drawn around every record."""
-    windows = tf.data.Dataset.from_generator(
+def _window_records(paths: tf.Tensor, clip_length: int, radius: int) -> tf.data.Dataset:
+    """A dataset of (string [window] records, int32 [] reference), one per record."""
+    return tf.data.Dataset.from_generator(
         functools.partial(_generate_windows, clip_length=clip_length, radius=radius),
         args=(paths,),
         output_signature=(tf.TensorSpec([None], tf.string), tf.TensorSpec([], tf.int32)),
     )
+
+
+def _draw_clips(windows: tf.data.Dataset, clip_length: int, seed: int | None) -> tf.data.Dataset:
+    """Draws the frames of each window's clip: string [clip_length] records per window.
+
+    The draws are seeded per window and differ from one pass over the data to the next.
+    """
     draws = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
 
     def draw(window: tuple[tf.Tensor, tf.Tensor], draw_seed: tf.Tensor) -> tf.Tensor:
@@ -321,23 +326,23 @@ def _training_clip_records(
     file_seed = options.seed + seed_offset if input_context is not None else seed
     files = tf.data.Dataset.from_tensor_slices(paths).shuffle(len(paths), seed=file_seed)
     radius = options.augmentations.frame_sampling_range
-    if radius and options.clip_length > 1:
+    sampled = radius > 0 and options.clip_length > 1
 
-        def file_clips(path: tf.Tensor) -> tf.data.Dataset:
-            return _sampled_clip_records(tf.reshape(path, [1]), options.clip_length, radius, seed)
-    else:
-
-        def file_clips(path: tf.Tensor) -> tf.data.Dataset:
-            return _clip_records(
-                tf.reshape(path, [1]), options.clip_length, frame_step=options.frame_step
-            )
+    def file_stream(path: tf.Tensor) -> tf.data.Dataset:
+        if sampled:
+            return _window_records(tf.reshape(path, [1]), options.clip_length, radius)
+        return _clip_records(
+            tf.reshape(path, [1]), options.clip_length, frame_step=options.frame_step
+        )
 
     clips = files.interleave(
-        file_clips,
+        file_stream,
         cycle_length=len(paths),
         num_parallel_calls=tf.data.AUTOTUNE,
         deterministic=True,
     )
+    if sampled:
+        clips = _draw_clips(clips, options.clip_length, seed)
     if input_context is not None:
         clips = clips.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
     clips = clips.shuffle(options.shuffle_buffer_size, seed=seed)

@@ -226,22 +226,29 @@ def test_frame_sampling_range_draws_records_around_each_reference(tmp_path):
     rng = np.random.default_rng(1)
     lengths = {"a": 9, "b": 2, "c": 1}
     _write_repeated_frames(tmp_path / "train-0.tfrecord", lengths, rng, frame_gap=3)
-    options = _options(str(tmp_path / "train-*.tfrecord"), clip_length=2, repeat=False)
+    options = _options(str(tmp_path / "train-*.tfrecord"), clip_length=2, deterministic=True)
     options.batch_size = 1
     options.augmentations.frame_sampling_range = 2
-    gaps = []
-    for _ in range(2):
+
+    def epochs():  # one clip per record of a and b; c is shorter than a clip
+        dataset = pipeline.build_clip_dataset(options, is_training=True).take(2 * 11)
         clips = [
-            (e[common.SEQUENCE_ID][0].numpy().decode(), e[common.FRAME_INDEX][0].numpy())
-            for e in pipeline.build_clip_dataset(options, is_training=True)
+            (e[common.SEQUENCE_ID][0].numpy().decode(), tuple(e[common.FRAME_INDEX][0].numpy()))
+            for e in dataset
         ]
-        assert len(clips) == 11  # one per record of a and b; c is shorter than a clip
-        for sequence_id, frames in clips:
-            records = (frames - 10) // 3
-            assert np.all((frames - 10) % 3 == 0)  # real records of the sequence
-            assert records.min() >= 0 and records.max() < lengths[sequence_id]
-            gaps.append(int(np.diff(records)[0]))
+        return sorted(clips[:11]), sorted(clips[11:])
+
+    first, second = epochs()
+    assert epochs() == (first, second)  # seeded
+    assert first != second  # new draws every epoch
+    gaps = []
+    for sequence_id, frames in first + second:
+        records = (np.array(frames) - 10) // 3
+        assert np.all((np.array(frames) - 10) % 3 == 0)  # real records of the sequence
+        assert records.min() >= 0 and records.max() < lengths[sequence_id]
+        gaps.append(int(np.diff(records)[0]))
     assert set(gaps) == {1, 2}  # the other frame is at most 2 records from the reference
+    assert sorted({s for s, _ in first}) == ["a", "b"]
 
 
 def test_copy_paste_in_the_stream_keeps_clips_consistent(tmp_path):
