@@ -97,4 +97,11 @@ def test_post_processing_and_tracking(case):
     assert memory.similarity_threshold == pytest.approx(lamb_threshold)
     assert memory.refresh_frames == 10
     assert memory.temperature == pytest.approx(1.0)
+    assert memory.momentum == pytest.approx(0.8)
     assert memory.class_check
+    assert memory.new_object_insertion == "when_no_candidates"
+    assert memory.embedding_output == "mask_embeddings"
+    if options.eval_dataset_options.clip_length > 1:
+        # Online clips share no frame, so stitching has nothing to join there.
+        assert evaluator.stitching.enabled
+        assert evaluator.stitching.output_frames == "aligned_clips"
