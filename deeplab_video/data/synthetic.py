@@ -7,6 +7,8 @@ order and enter or leave the frame. Every third sequence also holds two instance
 same class and the same colour that cross each other, the case in which appearance alone
 cannot keep identities apart (what Video-kMaX's location-aware memory buffer resolves).
 Some sequences have a void strip at the bottom (a car hood, labelled with the ignore label).
+`render_sequence` draws any list of moving objects over such a scene; the crowd split
+(`synthetic_crowd`: many look-alikes crossing and hiding behind void poles) uses it.
 
 Labels follow the dataset conventions: panoptic = semantic * label_divisor + instance, thing
 instance ids count from 1 in each sequence and stay fixed across its frames, stuff has
@@ -26,6 +28,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 
 import cv2
 import numpy as np
@@ -89,7 +92,9 @@ class SyntheticSequence:
 
 
 @dataclasses.dataclass(frozen=True)
-class _Object:
+class MovingObject:
+    """A thing instance moving on a straight path with a perpendicular wobble."""
+
     semantic: int
     color: np.ndarray  # float32 [3]
     start: np.ndarray  # float32 [2] (y, x) at frame 0
@@ -102,21 +107,23 @@ class _Object:
     depth: float
 
 
-def _class_color(rng: np.random.Generator, semantic: int, spread: float) -> np.ndarray:
+def class_color(rng: np.random.Generator, semantic: int, spread: float) -> np.ndarray:
     base = np.asarray(DESCRIPTOR.colormap[semantic], np.float32)
     return np.clip(base + rng.uniform(-spread, spread, 3), 0, 255).astype(np.float32)
 
 
-def _random_object(rng: np.random.Generator, num_frames: int, height: int, width: int) -> _Object:
+def _random_object(
+    rng: np.random.Generator, num_frames: int, height: int, width: int
+) -> MovingObject:
     """An object whose path passes through the frame at the middle of the sequence."""
     semantic = int(rng.choice(DESCRIPTOR.thing_ids))
     middle = np.array([rng.uniform(0.35, 0.95) * height, rng.uniform(0.1, 0.9) * width])
     speed = rng.uniform(0.015, 0.05) * width
     angle = rng.uniform(0, 2 * np.pi)
     velocity = speed * np.array([0.4 * np.sin(angle), np.cos(angle)])
-    return _Object(
+    return MovingObject(
         semantic=semantic,
-        color=_class_color(rng, semantic, 40),
+        color=class_color(rng, semantic, 40),
         start=(middle - velocity * (num_frames - 1) / 2).astype(np.float32),
         velocity=velocity.astype(np.float32),
         wobble=(rng.uniform(0, 0.04) * height, rng.uniform(0.2, 0.6), rng.uniform(0, 2 * np.pi)),
@@ -130,7 +137,7 @@ def _random_object(rng: np.random.Generator, num_frames: int, height: int, width
 
 def _crossing_pair(
     rng: np.random.Generator, num_frames: int, height: int, width: int
-) -> list[_Object]:
+) -> list[MovingObject]:
     """Two objects of one class and one colour that swap sides, crossing mid-sequence."""
     template = _random_object(rng, num_frames, height, width)
     row = rng.uniform(0.5, 0.8) * height
@@ -145,7 +152,7 @@ def _crossing_pair(
     return pair
 
 
-def _object_mask(obj: _Object, frame: int, yy: np.ndarray, xx: np.ndarray) -> np.ndarray:
+def object_mask(obj: MovingObject, frame: int, yy: np.ndarray, xx: np.ndarray) -> np.ndarray:
     """bool [height, width]: the object's pixels in `frame`."""
     amplitude, frequency, phase = obj.wobble
     direction = obj.velocity / (np.linalg.norm(obj.velocity) + 1e-6)
@@ -197,16 +204,45 @@ def generate_sequence(
     ]
     if crossing:
         objects += _crossing_pair(rng, num_frames, height, width)
+    return render_sequence(rng, sequence_id, objects, num_frames, height, width)
+
+
+def render_sequence(
+    rng: np.random.Generator,
+    sequence_id: str,
+    objects: list[MovingObject],
+    num_frames: int,
+    height: int,
+    width: int,
+    void_mask: np.ndarray | None = None,
+) -> SyntheticSequence:
+    """Renders moving objects over a random stuff background under a panning camera.
+
+    Args:
+        rng: draws the background, the camera, the car hood and the pixel noise.
+        sequence_id: the id stored with the frames.
+        objects: the things; instance id i + 1 is objects[i], drawn far to near by depth.
+        num_frames, height, width: video size.
+        void_mask: optional bool [height, width], pixels covered in every frame by a void
+            occluder in front of everything (labelled with the ignore label, drawn as the
+            car hood is).
+
+    Returns:
+        The sequence's frames and labels.
+    """
     horizon = rng.uniform(0.3, 0.45) * height
     horizon_wave = (rng.uniform(0, 0.05) * height, rng.uniform(20, 60), rng.uniform(0, 6.3))
     road_center = rng.uniform(0.3, 0.7) * width
     pan = rng.uniform(-1.0, 1.0)
     hood = int(rng.uniform(0.06, 0.12) * height) if rng.uniform() < 0.5 else 0
-    stuff_colors = {c: _class_color(rng, c, 20) for c in (_SKY, _GRASS, _ROAD)}
+    stuff_colors = {c: class_color(rng, c, 20) for c in (_SKY, _GRASS, _ROAD)}
     margin = int(np.ceil(abs(pan) * num_frames)) + 1
     texture = rng.normal(0, 10, (height, width + 2 * margin, 3)).astype(np.float32)
 
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    void = np.zeros((height, width), bool) if void_mask is None else void_mask.copy()
+    if hood:
+        void[-hood:] = True
     shading = (1.0 - 0.25 * yy / height)[..., None]
     images = np.empty((num_frames, height, width, 3), np.uint8)
     panoptic = np.empty((num_frames, height, width), np.int32)
@@ -223,12 +259,11 @@ def generate_sequence(
         for semantic, color in stuff_colors.items():
             image += (label == semantic * DESCRIPTOR.label_divisor)[..., None] * color
         for instance_id, obj in sorted(enumerate(objects, 1), key=lambda item: item[1].depth):
-            mask = _object_mask(obj, frame, yy, xx)
+            mask = object_mask(obj, frame, yy, xx)
             label[mask] = obj.semantic * DESCRIPTOR.label_divisor + instance_id
             image[mask] = obj.color * shading[mask] + 0.5 * grain[mask]
-        if hood:
-            label[-hood:] = DESCRIPTOR.ignore_label * DESCRIPTOR.label_divisor
-            image[-hood:] = 40 + grain[-hood:]
+        label[void] = DESCRIPTOR.ignore_label * DESCRIPTOR.label_divisor
+        image[void] = 40 + grain[void]
         image += rng.normal(0, 3, image.shape).astype(np.float32)
         images[frame] = np.clip(image, 0, 255).astype(np.uint8)
         panoptic[frame] = label
@@ -300,10 +335,7 @@ def write_step_pngs(sequences: list[SyntheticSequence], output_dir: str, split: 
 def ensure_synthetic_dataset(
     output_dir: str | os.PathLike, config: SyntheticConfig | None = None
 ) -> str:
-    """Generates the dataset into output_dir unless it is already there.
-
-    The dataset is written into a temporary sibling directory that is renamed into place
-    only when complete, and carries a marker file with its parameters.
+    """Generates the train and val splits into output_dir unless they are already there.
 
     Args:
         output_dir: where the dataset lives (created if missing).
@@ -316,10 +348,57 @@ def ensure_synthetic_dataset(
         ValueError: output_dir holds a synthetic dataset made with other parameters.
         FileExistsError: output_dir exists, is not empty and holds no synthetic dataset.
     """
-    output_dir = os.fspath(output_dir)
     config = config or SyntheticConfig()
-    wanted = dataclasses.asdict(config)
-    if _check_existing(output_dir, wanted):
+
+    def write(staging: str) -> None:
+        for split in SPLITS:
+            write_split(
+                generate_split(config, split),
+                staging,
+                split,
+                config.num_shards(split),
+                config.write_pngs,
+            )
+
+    return ensure_generated(output_dir, dataclasses.asdict(config), write)
+
+
+def write_split(
+    sequences: list[SyntheticSequence],
+    output_dir: str,
+    split: str,
+    num_shards: int,
+    write_pngs: bool,
+) -> None:
+    """Writes a split's TFRecord shards and, when write_pngs, its KITTI-STEP PNGs."""
+    write_tfrecords(sequences, output_dir, split, num_shards)
+    if write_pngs:
+        write_step_pngs(sequences, output_dir, split)
+    logging.info("Wrote %d %s sequences", len(sequences), split)
+
+
+def ensure_generated(
+    output_dir: str | os.PathLike, parameters: dict, write: Callable[[str], None]
+) -> str:
+    """Runs write(directory) to generate a dataset unless output_dir already holds it.
+
+    The dataset is written into a temporary sibling directory that is renamed into place
+    only when complete, and carries a marker file with its parameters.
+
+    Args:
+        output_dir: where the dataset lives (created if missing).
+        parameters: JSON-serialisable generation parameters, stored in the marker file.
+        write: writes the whole dataset into the directory it is given.
+
+    Returns:
+        output_dir as a string.
+
+    Raises:
+        ValueError: output_dir holds a synthetic dataset made with other parameters.
+        FileExistsError: output_dir exists, is not empty and holds no synthetic dataset.
+    """
+    output_dir = os.fspath(output_dir)
+    if _check_existing(output_dir, parameters):
         logging.info("Synthetic dataset already present in %s", output_dir)
         return output_dir
     parent = os.path.dirname(os.path.abspath(output_dir))
@@ -327,22 +406,18 @@ def ensure_synthetic_dataset(
     staging = tempfile.mkdtemp(prefix=".synthetic-", dir=parent)
     os.chmod(staging, 0o755)
     try:
-        for split in SPLITS:
-            sequences = generate_split(config, split)
-            write_tfrecords(sequences, staging, split, config.num_shards(split))
-            if config.write_pngs:
-                write_step_pngs(sequences, staging, split)
-            logging.info("Wrote %d %s sequences to %s", len(sequences), split, output_dir)
+        write(staging)
         with open(os.path.join(staging, MARKER_FILE), "w", encoding="utf-8") as f:
-            json.dump(wanted, f, indent=2)
+            json.dump(parameters, f, indent=2)
         try:
             os.replace(staging, output_dir)
         except OSError:
             # Another process finished the same dataset first: keep its copy.
-            if not _check_existing(output_dir, wanted):
+            if not _check_existing(output_dir, parameters):
                 raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+    logging.info("Synthetic dataset written to %s", output_dir)
     return output_dir
 
 

@@ -2,19 +2,34 @@ r"""Generates the built-in synthetic video panoptic dataset.
 
 Writes train/val TFRecord shards (the schema of deeplab_video.data.tfrecord) and, unless
 --nowrite_pngs, KITTI-STEP-style image and label PNGs for the evaluation tools. Nothing is
-written when the directory already holds the same dataset.
+written when the directory already holds the same dataset. --splits=crowd writes the
+crowd split instead (look-alike objects crossing, hidden and reappearing:
+deeplab_video.data.synthetic_crowd), into a directory of its own; flags left unset take
+each split's own defaults.
 
     deeplab-video-synthetic --output_dir=datasets/synthetic
+    deeplab-video-synthetic --splits=crowd --output_dir=datasets/synthetic_crowd
     python -m deeplab_video.data.synthetic_cli --output_dir=/tmp/synthetic --seed=3
 """
 
+import dataclasses
 from collections.abc import Sequence
 
 from absl import app, flags, logging
 
-from deeplab_video.data import synthetic
+from deeplab_video.data import synthetic, synthetic_crowd
 
 _DEFAULTS = synthetic.SyntheticConfig()
+_CROWD_DEFAULTS = synthetic_crowd.CrowdConfig()
+# What --splits may name: the train and val splits (generated together) or the crowd split.
+_MAIN_SPLITS = ",".join(synthetic.SPLITS)
+_SPLITS = flags.DEFINE_list(
+    "splits",
+    list(synthetic.SPLITS),
+    f"Splits to generate: '{_MAIN_SPLITS}' or '{synthetic_crowd.SPLIT}' (in a directory of "
+    "its own).",
+    allow_override=True,
+)
 _OUTPUT_DIR = flags.DEFINE_string(
     "output_dir", None, "Directory of the dataset.", required=True, allow_override=True
 )
@@ -43,26 +58,89 @@ _VAL_SHARDS = flags.DEFINE_integer(
 _WRITE_PNGS = flags.DEFINE_bool(
     "write_pngs", _DEFAULTS.write_pngs, "Also write KITTI-STEP-style image and label PNGs."
 )
+_NUM_CROWD = flags.DEFINE_integer(
+    "num_crowd_sequences", _CROWD_DEFAULTS.num_sequences, "Crowd sequences."
+)
+_CROWD_SHARDS = flags.DEFINE_integer(
+    "num_crowd_shards", _CROWD_DEFAULTS.num_shards, "TFRecord shards of the crowd split."
+)
+_CROWD_OBJECTS = flags.DEFINE_integer(
+    "crowd_objects", _CROWD_DEFAULTS.max_objects, "Most look-alike objects per crowd sequence."
+)
+
+# The config field each flag (by name) sets, per split family; other flags do not apply.
+_FIELDS = {
+    _MAIN_SPLITS: {
+        _SEED.name: "seed",
+        _NUM_TRAIN.name: "num_train_sequences",
+        _NUM_VAL.name: "num_val_sequences",
+        _MIN_FRAMES.name: "min_frames",
+        _MAX_FRAMES.name: "max_frames",
+        _HEIGHT.name: "height",
+        _WIDTH.name: "width",
+        _MAX_OBJECTS.name: "max_objects",
+        _TRAIN_SHARDS.name: "num_train_shards",
+        _VAL_SHARDS.name: "num_val_shards",
+        _WRITE_PNGS.name: "write_pngs",
+    },
+    synthetic_crowd.SPLIT: {
+        _SEED.name: "seed",
+        _NUM_CROWD.name: "num_sequences",
+        _MIN_FRAMES.name: "min_frames",
+        _MAX_FRAMES.name: "max_frames",
+        _HEIGHT.name: "height",
+        _WIDTH.name: "width",
+        _CROWD_OBJECTS.name: "max_objects",
+        _CROWD_SHARDS.name: "num_shards",
+        _WRITE_PNGS.name: "write_pngs",
+    },
+}
 
 
 def main(argv: Sequence[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    config = synthetic.SyntheticConfig(
-        seed=_SEED.value,
-        num_train_sequences=_NUM_TRAIN.value,
-        num_val_sequences=_NUM_VAL.value,
-        min_frames=_MIN_FRAMES.value,
-        max_frames=_MAX_FRAMES.value,
-        height=_HEIGHT.value,
-        width=_WIDTH.value,
-        max_objects=_MAX_OBJECTS.value,
-        num_train_shards=_TRAIN_SHARDS.value,
-        num_val_shards=_VAL_SHARDS.value,
-        write_pngs=_WRITE_PNGS.value,
-    )
-    path = synthetic.ensure_synthetic_dataset(_OUTPUT_DIR.value, config)
-    logging.info("Synthetic dataset ready in %s", path)
+    splits = ",".join(sorted(_SPLITS.value, key=_split_order))
+    if splits not in _FIELDS:
+        raise app.UsageError(
+            f"--splits={','.join(_SPLITS.value)}: generate either '{_MAIN_SPLITS}' or "
+            f"'{synthetic_crowd.SPLIT}'"
+        )
+    fields = _FIELDS[splits]
+    misplaced = {
+        name
+        for family in _FIELDS.values()
+        for name in family
+        if flags.FLAGS[name].present and name not in fields
+    }
+    if misplaced:
+        raise app.UsageError(
+            f"--{', --'.join(sorted(misplaced))} do not apply to --splits={splits}"
+        )
+    overrides = {
+        field: flags.FLAGS[name].value
+        for name, field in fields.items()
+        if flags.FLAGS[name].present
+    }
+    if splits == synthetic_crowd.SPLIT:
+        config = dataclasses.replace(_CROWD_DEFAULTS, **overrides)
+        config = dataclasses.replace(
+            config, min_objects=min(config.min_objects, config.max_objects)
+        )
+        try:
+            config.validate()
+        except ValueError as error:
+            raise app.UsageError(str(error)) from error
+        path = synthetic_crowd.ensure_crowd_dataset(_OUTPUT_DIR.value, config)
+    else:
+        config = dataclasses.replace(_DEFAULTS, **overrides)
+        path = synthetic.ensure_synthetic_dataset(_OUTPUT_DIR.value, config)
+    logging.info("Synthetic dataset (%s) ready in %s", splits, path)
+
+
+def _split_order(split: str) -> int:
+    order = (*synthetic.SPLITS, synthetic_crowd.SPLIT)
+    return order.index(split) if split in order else len(order)
 
 
 def run() -> None:
