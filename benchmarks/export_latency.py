@@ -29,7 +29,7 @@ import numpy as np
 import tensorflow as tf
 from absl import app, flags
 
-from deeplab_video import config
+from deeplab_video import common, config
 from deeplab_video.data import synthetic
 from deeplab_video.export import export_lib
 
@@ -57,7 +57,7 @@ def _run_case(name: str, export_root: str) -> dict:
     config_path, (height, width) = CASES[name]
     options = config.load_config(config_path)
     clip_length = max(options.eval_dataset_options.clip_length, 1)
-    stride = max(clip_length - 1, 1)
+    stride = common.clip_stride(clip_length)
     export_dir = os.path.join(export_root, name)
 
     start = time.perf_counter()

@@ -61,3 +61,13 @@ LOSS_PQ_STYLE = "pq_style_loss"
 LOSS_MASK_ID_CROSS_ENTROPY = "mask_id_cross_entropy_loss"
 LOSS_INSTANCE_DISCRIMINATION = "instance_discrimination_loss"
 LOSS_AUXILIARY_SEMANTIC = "auxiliary_semantic_loss"
+
+
+def clip_stride(clip_length: int) -> int:
+    """Frames between the starts of consecutive clips of a video: max(T - 1, 1).
+
+    The one clip-window rule of evaluation, inference, export and the evaluation clip
+    dataset: near-online clips (T > 1) share exactly one frame, which Video-Stitch joins
+    them on; online clips (T = 1) follow each other.
+    """
+    return max(clip_length - 1, 1)

@@ -245,7 +245,6 @@ def _validate_dataset(dataset: config_pb2.DatasetOptions, name: str, check: Call
         f"must equal the model's mask stride {MASK_STRIDE}",
     )
     check(dataset.frame_step >= 1, f"{name}.frame_step", "must be at least 1")
-    check(dataset.eval_clip_stride >= 0, f"{name}.eval_clip_stride", "must be >= 0")
     check(dataset.max_tubes_per_clip >= 1, f"{name}.max_tubes_per_clip", "must be >= 1")
     _validate_augmentations(dataset, f"{name}.augmentations", check)
 
@@ -386,7 +385,7 @@ def _validate_output_frames(options: config_pb2.ExperimentOptions, check: Callab
         return
     eval_dataset = options.eval_dataset_options
     clip_length = max(eval_dataset.clip_length, 1)
-    stride = eval_dataset.eval_clip_stride or max(clip_length - 1, 1)
+    stride = common.clip_stride(clip_length)
     check(
         clip_length % stride == 0,
         "evaluator_options.stitching.output_frames",

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from deeplab_video import config
+from deeplab_video import common, config
 from deeplab_video.data import datasets
 from tests import conftest
 
@@ -82,6 +82,21 @@ def test_unknown_field_names_line(write_config):
         config.load_config(path)
     assert error.value.line == 4
     assert "num_clases" in str(error.value)
+
+
+def test_removed_eval_clip_stride_is_rejected(write_config):
+    # Evaluation always joins clips on one shared frame (common.clip_stride): a stride
+    # field that nothing would honour is refused, not ignored.
+    path = write_config(
+        VALID.replace("  clip_length: 2\n", "  clip_length: 2\n  eval_clip_stride: 2\n", 1)
+    )
+    with pytest.raises(config.ConfigError, match="eval_clip_stride"):
+        config.load_config(path)
+
+
+@pytest.mark.parametrize("clip_length, stride", [(1, 1), (2, 1), (3, 2)])
+def test_clip_stride_shares_one_frame(clip_length, stride):
+    assert common.clip_stride(clip_length) == stride
 
 
 @pytest.mark.parametrize(

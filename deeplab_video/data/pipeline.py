@@ -33,8 +33,8 @@ formed on the host while the records stream by, before any image is decoded:
     random subset of its donor's segments (deeplab_video.data.copy_paste) after both
     clips are augmented, the donor at copy_paste_scale_ratio times the scale range.
   * Evaluation: all files form one stream in sorted order, so nothing is lost at shard
-    boundaries. Clips start every `stride` records (eval_clip_stride, 0 -> max(T - 1, 1):
-    near-online clips share one frame) and every clip has exactly T frames: when the last
+    boundaries. Clips start every common.clip_stride(T) = max(T - 1, 1) records
+    (near-online clips share one frame) and every clip has exactly T frames: when the last
     stride position does not reach the end of a sequence, one more clip starting at
     length - T covers its last frames (it overlaps its predecessor by more than usual).
     Frames are only padded bottom/right to crop_size.
@@ -56,6 +56,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from deeplab_video import common
 from deeplab_video.data import clip_parser, tfrecord
 from deeplab_video.protos import dataset_pb2
 
@@ -258,11 +259,6 @@ def sample_clip_frames(
     return tf.ensure_shape(positions, [clip_length])
 
 
-def eval_clip_stride(options: dataset_pb2.DatasetOptions) -> int:
-    """The stride between evaluation clips: eval_clip_stride, or max(T - 1, 1) when 0."""
-    return options.eval_clip_stride or max(options.clip_length - 1, 1)
-
-
 def _generate_clips(paths: np.ndarray, **clip_args) -> Iterator[list[bytes]]:
     """from_generator body: the serialized records of every clip of the files."""
     frames = iter_frames(path.decode() for path in paths)
@@ -358,7 +354,7 @@ def build_clip_dataset(
 
     Args:
         options: dataset, file_pattern, batch_size (global), crop_size [height, width],
-            clip_length, frame_step, eval_clip_stride, augmentations (including frame
+            clip_length, frame_step, augmentations (including frame
             sampling range, colour jitter and copy-paste), tube settings,
             shuffle_buffer_size, repeat, deterministic and seed.
         is_training: augment, shuffle and repeat (else: pad only, sequences in order).
@@ -399,7 +395,7 @@ def build_clip_dataset(
         clips = _clip_records(
             tf.constant(paths),
             options.clip_length,
-            stride=eval_clip_stride(options),
+            stride=common.clip_stride(options.clip_length),
             cover_end=True,
         )
         if input_context is not None:

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from deeplab_video import common
 from deeplab_video.data import datasets
 from deeplab_video.post_processing import object_features, panoptic_inference, tracking
 from deeplab_video.protos import config_pb2
@@ -218,7 +219,7 @@ class VideoRunner:
     ):
         self._clip_observer = clip_observer
         self.clip_length = max(options.eval_dataset_options.clip_length, 1)
-        self.clip_stride = max(self.clip_length - 1, 1)
+        self.clip_stride = common.clip_stride(self.clip_length)
         self.output_rule = options.evaluator_options.stitching.output_frames
         if self.output_rule not in OUTPUT_FRAME_RULES:
             raise ValueError(
