@@ -43,7 +43,7 @@ from deeplab_video.model import builder
 from deeplab_video.post_processing import panoptic_inference, tracking, video_tracker
 from deeplab_video.protos import config_pb2
 
-NAIVE, LOCATION_AWARE = "naive-MB", "LA-MB"
+NAIVE, LOCATION_AWARE, NO_MEMORY = "naive-MB", "LA-MB", "no memory"
 LARGE, BEST = "large", "best"
 # The paper's Table 2: (memory, column) -> (average, max) of M x N.
 PAPER_TABLE = {
@@ -52,7 +52,7 @@ PAPER_TABLE = {
     (LOCATION_AWARE, LARGE): (19.7, 94),
     (LOCATION_AWARE, BEST): (2.8, 24),
 }
-_KINDS = {NAIVE: "naive", LOCATION_AWARE: "location_aware"}
+_KINDS = {NAIVE: "naive", LOCATION_AWARE: "location_aware", NO_MEMORY: "none"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,7 +60,8 @@ class Setting:
     """One cell pair of Table 2.
 
     Attributes:
-      memory: NAIVE or LOCATION_AWARE.
+      memory: NAIVE or LOCATION_AWARE (NO_MEMORY, Video-Stitch alone, is no Table 2 row
+        but can be tracked beside them).
       column: LARGE (tau = 1000 in the paper) or BEST (each memory's best tau).
       tau: memory_buffer.refresh_frames of the run.
       stitching: whether Video-Stitch runs before the memory (None: as the config says).
@@ -167,13 +168,21 @@ def _track_with_tau(
     return tracking.track_clip(state, clip, first_frame_index, params)
 
 
-class _SettingTrackers:
+class SettingTrackers:
     """A VideoRunner clip_observer that tracks every segmented clip once per setting.
 
     Segmentation does not depend on the memory settings, so the clips of one run are
     tracked in all settings: the network runs once per clip instead of once per setting.
     The steps are those of the video runner (`tracking.track_clip` from the clip's first
-    frame, a fresh state per video), so the sizes equal those of a runner per setting.
+    frame, a fresh state per video), so the sizes and ids equal those of a runner per
+    setting.
+
+    Attributes:
+      sizes: per setting, M x N of every decoding step so far.
+      panoptic: per setting, the last clip's int32 [T, height, width] tensor with video
+        ids (a frame the runner yields from that clip is row frame_index -
+        first_frame_index).
+      first_frame_index: video index of the last clip's first frame.
     """
 
     def __init__(self, options: config_pb2.ExperimentOptions, settings: Sequence[Setting]):
@@ -194,6 +203,8 @@ class _SettingTrackers:
         self._max_tracks = options.evaluator_options.memory_buffer.max_tracks
         self._states: dict[Setting, tracking.TrackingState] = {}
         self.sizes: dict[Setting, list[int]] = {s: [] for s in settings}
+        self.panoptic: dict[Setting, tf.Tensor] = {}
+        self.first_frame_index = 0
 
     def start_video(self) -> None:
         """Forgets the previous video's tracks."""
@@ -207,13 +218,14 @@ class _SettingTrackers:
         num_frames: int,
     ) -> None:
         del outputs, num_frames
+        self.first_frame_index = first_frame_index
         for setting, params in self._params.items():
             state = self._states.get(setting)
             if state is None:
                 state = tracking.initial_state(
                     self._max_objects, self._max_tracks, clip.embeddings.shape[-1]
                 )
-            state, _, _, size = self._steps[_without_tau(params)](
+            state, _, panoptic, size = self._steps[_without_tau(params)](
                 state,
                 clip,
                 tf.constant(first_frame_index, tf.int32),
@@ -221,6 +233,7 @@ class _SettingTrackers:
             )
             self._states[setting] = state
             self.sizes[setting].append(int(size))
+            self.panoptic[setting] = panoptic
 
 
 def measure(
@@ -240,7 +253,7 @@ def measure(
     Returns:
       For each setting, the sizes of all its decoding steps, sequence after sequence.
     """
-    trackers = _SettingTrackers(options, settings)
+    trackers = SettingTrackers(options, settings)
     runner = video_tracker.VideoRunner(model, options, clip_observer=trackers)
     for index, frames in enumerate(sequences):
         trackers.start_video()

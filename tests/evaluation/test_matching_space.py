@@ -116,6 +116,38 @@ def test_location_aware_space_is_smaller_on_a_crowded_scene():
         assert cells[(memory, "best")].max <= cells[(memory, "large")].max
 
 
+def test_setting_trackers_give_the_ids_of_a_runner_per_setting():
+    rng = np.random.default_rng([7, 1])
+    scene = synthetic.generate_sequence(
+        rng, "0000", num_frames=9, height=64, width=96, max_objects=6, crossing=True
+    )
+    options = fixtures.options(2)
+    settings = [
+        matching_space.Setting(matching_space.NO_MEMORY, "best", 10, True),
+        matching_space.Setting(matching_space.NAIVE, "best", 1, False),
+        matching_space.Setting(matching_space.LOCATION_AWARE, "best", 10, False),
+    ]
+    trackers = matching_space.SettingTrackers(options, settings)
+    runner = video_tracker.VideoRunner(
+        fixtures.oracle_model(scene), options, clip_observer=trackers
+    )
+    tracked = {s: [] for s in settings}
+    trackers.start_video()
+    for prediction in runner.stream(scene.images):
+        row = prediction.frame_index - trackers.first_frame_index
+        for setting in settings:
+            tracked[setting].append(trackers.panoptic[setting][row].numpy())
+    videos = {}
+    for setting in settings:
+        alone = video_tracker.VideoRunner(
+            fixtures.oracle_model(scene), matching_space.setting_options(options, setting)
+        )
+        videos[setting] = alone.run_sequence(scene.images)
+        np.testing.assert_array_equal(np.stack(tracked[setting]), videos[setting])
+    # The settings do give different ids (the comparison above is not vacuous).
+    assert not np.array_equal(videos[settings[0]], videos[settings[1]])
+
+
 def test_cli_flags_print_the_table_and_write_json(tmp_path, capsys):
     config_file = fixtures.write_dataset(tmp_path, [fixtures.two_squares(4)] * 3)
     flag_values = flags.FlagValues()
