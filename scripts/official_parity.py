@@ -11,7 +11,7 @@ with `load_pretrained`, runs the same clip and compares.
         --torch_python /path/to/venv/bin/python \
         --config_file configs/vipseg/resnet50_online.textproto --work_dir /tmp/parity
 
-Prints one JSON record: what the loader restored / left missing / did not use, and per
+Prints one JSON record (also written to <work_dir>/<config name>/parity.json): what the loader restored / left missing / did not use, and per
 output the largest difference, the scale (root mean square of the official values) and the
 fraction of values within 1e-3 of that scale.
 """
@@ -36,6 +36,17 @@ REFERENCE_SCRIPT = REPO_ROOT / "scripts" / "official_reference.py"
 # Our backbone names -> the official script's.
 _OFFICIAL_BACKBONES = {"resnet50": "resnet50", "convnext_large": "convnext_large"}
 RELATIVE_TOLERANCE = 1e-3
+# Intermediate features compared as well: backbone endpoints and pixel-decoder outputs.
+FEATURES = (
+    "res2",
+    "res3",
+    "res4",
+    "res5",
+    "decoder_os32",
+    "decoder_os16",
+    "decoder_os8",
+    "decoder_os4",
+)
 
 
 def compare(ours: np.ndarray, official: np.ndarray) -> dict[str, float]:
@@ -55,7 +66,7 @@ def main() -> None:
     parser.add_argument("--torch_python", required=True, help="python of a venv with torch")
     parser.add_argument("--config_file", default="configs/vipseg/resnet50_online.textproto")
     parser.add_argument("--work_dir", required=True, type=pathlib.Path)
-    parser.add_argument("--image_size", type=int, nargs=2, default=[129, 161])
+    parser.add_argument("--image_size", type=int, nargs=2, default=[129, 193])
     parser.add_argument("--num_frames", type=int, default=0, help="0: the eval clip length")
     parser.add_argument("--reuse", action="store_true", help="reuse an existing reference")
     args = parser.parse_args()
@@ -80,6 +91,14 @@ def main() -> None:
     report = pretrained.load_pretrained(model, str(reference_dir / "model_final.pth"))
     clip = tf.constant(reference["image"][None], tf.float32)  # [1, T, H, W, 3], 0..255
     outputs = model(clip, training=False)
+    images = (tf.reshape(clip, [-1, *clip.shape[2:]]) - options.input_mean) / options.input_std
+    endpoints = model.checkpoint_items["backbone"](images, training=False)
+    decoded = model.checkpoint_items["pixel_decoder"](endpoints, training=False)
+    features = {
+        name: compare(decoded[name].numpy(), reference[name])
+        for name in FEATURES
+        if name in reference
+    }
     official_masks = reference["mask_logits"].transpose(0, 2, 3, 1)[None]  # [1, T, h, w, N]
     record = {
         "config": args.config_file,
@@ -94,9 +113,12 @@ def main() -> None:
         ),
         "class_logits": compare(outputs["class_logits"].numpy(), reference["class_logits"]),
         "mask_logits": compare(outputs["mask_logits"].numpy(), official_masks),
+        "features": features,
         "official_reference": json.loads((reference_dir / "summary.json").read_text()),
     }
-    print(json.dumps(record, indent=1))
+    text = json.dumps(record, indent=1)
+    (reference_dir / "parity.json").write_text(text)
+    print(text)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ stand-ins for them are installed into `sys.modules` below (detectron2 is not on 
 
     python scripts/official_reference.py --official_root video_kmax --backbone resnet50 \
         --num_classes 124 --output_dir /tmp/ref            # model_final.pth + reference.npz
-    python scripts/official_reference.py ... --keys_only   # only keys.json (name, shape)
+    python scripts/official_reference.py ... --keys_only   # only keys.tsv (name, shape)
 
 The network is the official VideokMaX's `backbone` and `sem_seg_head` (the only modules
 with weights), so checkpoint keys are the official ones. Its weights are random but
@@ -28,6 +28,7 @@ import json
 import pathlib
 import sys
 import types
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -287,6 +288,20 @@ class OfficialVideoKMaX(nn.Module):
         """frames: float [T, 3, H, W] normalised -> official outputs (pred_logits, ...)."""
         return self.sem_seg_head(self.backbone(frames))
 
+    def features(self, frames: torch.Tensor) -> dict[str, np.ndarray]:
+        """Backbone endpoints and pixel-decoder outputs, float [T, h, w, C] each."""
+        with torch.no_grad():
+            endpoints = self.backbone(frames)
+            panoptic, _, multi_scale = self.sem_seg_head.pixel_decoder.forward_features(endpoints)
+        decoded = dict(
+            zip(("decoder_os32", "decoder_os16", "decoder_os8"), multi_scale, strict=True)
+        )
+        decoded["decoder_os4"] = panoptic
+        return {
+            name: value.permute(0, 2, 3, 1).numpy()
+            for name, value in {**endpoints, **decoded}.items()
+        }
+
 
 # ---------------------------------------------------------------- random weights
 def randomise(model: nn.Module, seed: int) -> None:
@@ -400,10 +415,10 @@ def main() -> None:
         action="store_true",
         help="build the training-only auxiliary semantic predictor (COCO configs)",
     )
-    parser.add_argument("--image_size", type=int, nargs=2, default=[129, 161])
+    parser.add_argument("--image_size", type=int, nargs=2, default=[129, 193])
     parser.add_argument("--num_frames", type=int, default=1)
     parser.add_argument("--output_dir", required=True, type=pathlib.Path)
-    parser.add_argument("--keys_only", action="store_true", help="write only keys.json")
+    parser.add_argument("--keys_only", action="store_true", help="write only keys.tsv")
     parser.add_argument("--first_seed", type=int, default=0)
     parser.add_argument("--max_seeds", type=int, default=20)
     parser.add_argument(
@@ -414,6 +429,7 @@ def main() -> None:
         "logits' standard deviation, of any k-means assignment",
     )
     args = parser.parse_args()
+    warnings.filterwarnings("ignore", category=FutureWarning)  # the official torch.cuda.amp use
     args.output_dir.mkdir(parents=True, exist_ok=True)
     install_stand_ins()
     official = import_official(args.official_root)
@@ -426,9 +442,20 @@ def main() -> None:
         args.auxiliary_semantic,
     ).eval()
     state = model.state_dict()
-    keys = [[name, list(t.shape), str(t.dtype).replace("torch.", "")] for name, t in state.items()]
-    (args.output_dir / "keys.json").write_text(json.dumps(keys, indent=0))
-    print(f"{len(keys)} tensors, {sum(t.numel() for t in state.values())} values")
+    flags = f"--backbone {args.backbone} --num_classes {args.num_classes}"
+    flags += " --auxiliary_semantic" if args.auxiliary_semantic else ""
+    lines = [
+        "# State-dict names, shapes and dtypes of the official PyTorch Video-kMaX network "
+        "(dlsrbgg33/video_kmax 465a07c),",
+        f"# written by: scripts/official_reference.py --official_root <checkout> {flags} "
+        "--keys_only",
+        "# (name<TAB>comma-separated shape<TAB>dtype)",
+    ]
+    for name, tensor in state.items():
+        shape = ",".join(str(size) for size in tensor.shape)
+        lines.append(f"{name}\t{shape}\t{str(tensor.dtype).replace('torch.', '')}")
+    (args.output_dir / "keys.tsv").write_text("\n".join(lines) + "\n")
+    print(f"{len(state)} tensors, {sum(t.numel() for t in state.values())} values")
     if args.keys_only:
         return
 
@@ -469,6 +496,7 @@ def main() -> None:
         image=clip,
         class_logits=class_logits,
         mask_logits=mask_logits,
+        **model.features(normalise(clip)),
     )
     (args.output_dir / "summary.json").write_text(json.dumps(summary, indent=1))
 

@@ -1,8 +1,6 @@
 """Tests of the torch-free, restricted reader of PyTorch checkpoints."""
 
-import os
 import pickle
-import zipfile
 
 import numpy as np
 import pytest
@@ -72,21 +70,13 @@ def test_reads_detectron2_pkl(tmp_path, under_model):
     assert torch_checkpoint.is_torch_file(str(path))
 
 
-class _RunsACommand:
-    """Unpickling this calls os.system (what a malicious checkpoint does)."""
-
-    def __init__(self, command: str):
-        self.command = command
-
-    def __reduce__(self):
-        return os.system, (self.command,)
-
-
 def test_refuses_a_pickle_that_would_run_a_command(tmp_path):
     marker = tmp_path / "pwned"
     path = tmp_path / "evil.pkl"
     path.write_bytes(
-        pickle.dumps({"model": {"w": np.zeros(2), "x": _RunsACommand(f"touch {marker}")}})
+        pickle.dumps(
+            {"model": {"w": np.zeros(2), "x": torch_files.RunsACommand(f"touch {marker}")}}
+        )
     )
     with pytest.raises(torch_checkpoint.UnsafePickleError) as error:
         torch_checkpoint.read_state_dict(path)
@@ -98,10 +88,7 @@ def test_refuses_a_pickle_that_would_run_a_command(tmp_path):
 def test_refuses_a_malicious_archive(tmp_path):
     marker = tmp_path / "pwned"
     path = tmp_path / "evil.pth"
-    with zipfile.ZipFile(path, "w") as archive:
-        archive.writestr(
-            "archive/data.pkl", pickle.dumps({"model": _RunsACommand(f"touch {marker}")})
-        )
+    torch_files.write_malicious_pth(path, f"touch {marker}")
     with pytest.raises(torch_checkpoint.UnsafePickleError, match="evil.pth"):
         torch_checkpoint.read_state_dict(path)
     assert not marker.exists()

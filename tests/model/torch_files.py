@@ -7,6 +7,7 @@ detectron2's pickled dict of numpy arrays.
 """
 
 import io
+import os
 import pickle
 import zipfile
 from collections import OrderedDict
@@ -131,3 +132,19 @@ def write_pkl(path, state: dict[str, np.ndarray], under_model: bool = True) -> N
     obj: Any = {"model": dict(state), "__author__": "test"} if under_model else dict(state)
     with open(path, "wb") as stream:
         pickle.dump(obj, stream)
+
+
+class RunsACommand:
+    """Unpickling this calls os.system(command): what a malicious checkpoint does."""
+
+    def __init__(self, command: str):
+        self.command = command
+
+    def __reduce__(self):
+        return os.system, (self.command,)
+
+
+def write_malicious_pth(path, command: str) -> None:
+    """A torch.save-like archive whose pickle runs `command` when unpickled."""
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("archive/data.pkl", pickle.dumps({"model": RunsACommand(command)}))
