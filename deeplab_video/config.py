@@ -182,9 +182,10 @@ def _validate_model(options: config_pb2.ExperimentOptions, check: Callable) -> N
     decoder = model.pixel_decoder
     lengths = {len(decoder.num_blocks), len(decoder.block_types), len(decoder.channels)}
     check(
-        lengths == {4},
+        lengths in ({4}, {5}),
         "model_options.pixel_decoder",
-        "num_blocks, block_types and channels need one entry per stride (32, 16, 8, 4)",
+        "num_blocks, block_types and channels need one entry per stage: 4 (strides 32, 16, "
+        "8, 4) or 5 (and the backbone's stem output)",
     )
     for block_type in decoder.block_types:
         check(

@@ -135,7 +135,7 @@ class VideoKMaX(tf_keras.Model):
             [unfold_frames(decoded[key], num_frames) for key in _DECODER_STAGES],
             training=training,
         )
-        pixels = unfold_frames(decoded[pixel_decoder.DECODER_OS4], num_frames)
+        pixels = unfold_frames(decoded[pixel_decoder.DECODER_OUTPUT], num_frames)
         outputs = dict(
             self._prediction_head(pixels, class_features, mask_features, training=training)
         )

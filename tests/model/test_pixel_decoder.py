@@ -69,8 +69,33 @@ def test_parameter_counts_with_default_options(channels, total, trainable):
         "decoder_os16": 1024,
         "decoder_os8": 512,
         "decoder_os4": 256,
+        "decoder_output": 256,
     }
     assert outputs["decoder_os4"].shape == (1, 17, 17, 256)
+    assert outputs["decoder_output"] is outputs["decoder_os4"]
+
+
+def test_stem_stage_as_deeplab2_cityscapes():
+    # DeepLab2's Cityscapes kMaX pixel decoder: a fifth bottleneck stage (32 filters) at the
+    # backbone's stem output (stride 2 for ResNet-50), where the prediction head reads.
+    options = model_pb2.PixelDecoderOptions(
+        num_blocks=[1, 5, 1, 1, 1],
+        block_types=["axial", "axial", "bottleneck", "bottleneck", "bottleneck"],
+        channels=[512, 256, 128, 64, 32],
+    )
+    channels = {"res1": 64, **_RESNET_CHANNELS}
+    decoder = pixel_decoder.KMaXPixelDecoder(options, channels)
+    features = _features(_RESNET_CHANNELS)
+    features["res1"] = tf.zeros([1, 33, 33, 64])
+    outputs = decoder(features, training=False)
+    # Same counts as DeepLab2 (64bc1c1) kMaX-DeepLab's Cityscapes pixel decoder on resnet50.
+    assert decoder.count_params() == 21_268_480
+    assert sum(int(np.prod(w.shape)) for w in decoder.trainable_weights) == 21_180_608
+    assert outputs[pixel_decoder.DECODER_STEM].shape == (1, 33, 33, 128)
+    assert outputs[pixel_decoder.DECODER_OUTPUT] is outputs[pixel_decoder.DECODER_STEM]
+    assert decoder.output_specs[pixel_decoder.DECODER_OUTPUT] == 128
+    with pytest.raises(ValueError, match=r"lacks backbone endpoints \['res1'\]"):
+        pixel_decoder.KMaXPixelDecoder(options, _RESNET_CHANNELS)
 
 
 def test_default_stages_follow_kmax():
@@ -97,7 +122,9 @@ def test_outputs_match_skip_sizes_with_unknown_batch(height, width):
             inputs[endpoint].shape.as_list()[:3] + [decoder.output_specs[name]]
         )
     # The backbone endpoints pass through.
-    assert set(outputs) == set(factory.ENDPOINTS) | set(pixel_decoder.DECODER_ENDPOINTS)
+    assert set(outputs) == set(factory.ENDPOINTS) | set(pixel_decoder.DECODER_ENDPOINTS) | {
+        pixel_decoder.DECODER_OUTPUT
+    }
     eager = _features(channels, height, width)
     assert all(decoder(eager)[k] is eager[k] for k in factory.ENDPOINTS)
 
@@ -113,7 +140,8 @@ def test_empty_options_take_config_defaults():
 @pytest.mark.parametrize(
     "options, channels, message",
     [
-        (dict(num_blocks=[1, 1, 1]), _RESNET_CHANNELS, "one entry per stride"),
+        (dict(num_blocks=[1, 1, 1]), _RESNET_CHANNELS, "one entry per stage"),
+        (dict(num_blocks=[1, 1, 1, 1, 1]), _RESNET_CHANNELS, "one entry per stage"),
         (dict(block_types=["axial", "conv", "axial", "axial"]), _RESNET_CHANNELS, "unknown"),
         (dict(num_blocks=[1, 0, 1, 1]), _RESNET_CHANNELS, "must be positive"),
         (dict(channels=[512, 12, 128, 64]), _RESNET_CHANNELS, "not divisible by 8 heads"),
@@ -228,5 +256,11 @@ def test_config_round_trip():
     assert (
         clone.output_specs
         == decoder.output_specs
-        == {"decoder_os32": 64, "decoder_os16": 64, "decoder_os8": 32, "decoder_os4": 32}
+        == {
+            "decoder_os32": 64,
+            "decoder_os16": 64,
+            "decoder_os8": 32,
+            "decoder_os4": 32,
+            "decoder_output": 32,
+        }
     )

@@ -205,7 +205,10 @@ class ConvNeXt(tf_keras.Model):
     @property
     def output_specs(self) -> dict[str, int]:
         """Channels of every endpoint."""
-        return dict(zip(factory.ENDPOINTS, self._dims, strict=True))
+        return {
+            factory.RES1: self._dims[0],
+            **dict(zip(factory.ENDPOINTS, self._dims, strict=True)),
+        }
 
     def call(self, inputs: tf.Tensor, training: bool | None = None) -> dict[str, tf.Tensor]:
         """Computes the endpoints.
@@ -216,14 +219,17 @@ class ConvNeXt(tf_keras.Model):
 
         Returns:
             {RES2..RES5: float [batch, ceil(height / s), ceil(width / s), output_specs[k]]}
-            at strides s = 4, 8, 16, 32.
+            at strides s = 4, 8, 16, 32, and RES1, the stem's output (stride 4).
         """
         x = inputs
         endpoints = {}
         for endpoint, downsample, stage in zip(
             factory.ENDPOINTS, self.downsample_layers, self.stages, strict=True
         ):
-            x = stage(downsample(x), training=training)
+            x = downsample(x)
+            if not endpoints:
+                endpoints[factory.RES1] = x
+            x = stage(x, training=training)
             endpoints[endpoint] = x
         return endpoints
 

@@ -6,7 +6,7 @@
     backbone = factory.build_backbone(model_options.backbone)
     features = backbone(images, training=False)   # {RES2: ..., RES5: ...}
 
-Every backbone returns the endpoints below, non-activated (DeepLab2's `stage2..stage5`),
+Every backbone returns the endpoints below, non-activated (DeepLab2's `stage1..stage5`),
 and exposes `output_specs`, a dict endpoint -> channels. Widths and depths of the
 registered backbones scale with `scale_width` and `scale_depth`.
 """
@@ -26,6 +26,10 @@ RES4 = "res4"
 RES5 = "res5"
 ENDPOINTS = (RES2, RES3, RES4, RES5)
 ENDPOINT_STRIDES = {RES2: 4, RES3: 8, RES4: 16, RES5: 32}
+# The stem's output, float [batch, ceil(H / s), ceil(W / s), channels], also returned by
+# every backbone: stride 2 for the ResNets, 4 for ConvNeXt (its stem is a 4x4/4
+# patchify convolution). DeepLab2's Cityscapes kMaX pixel decoder adds a stage there.
+RES1 = "res1"
 # Channel counts are rounded to multiples of this after width scaling.
 CHANNEL_DIVISOR = 8
 

@@ -177,10 +177,15 @@ class ResNet(tf_keras.Model):
     @property
     def output_specs(self) -> dict[str, int]:
         """Channels of every endpoint."""
-        return {
-            endpoint: blocks.EXPANSION * width
-            for endpoint, width in zip(factory.ENDPOINTS, self._filters, strict=True)
-        }
+        specs = {factory.RES1: self._stem_output_channels()}
+        for endpoint, width in zip(factory.ENDPOINTS, self._filters, strict=True):
+            specs[endpoint] = blocks.EXPANSION * width
+        return specs
+
+    def _stem_output_channels(self) -> int:
+        if self._stem_type == INCEPTION_STEM:
+            return self._stem.output_channels
+        return self._stem_channels
 
     def call(self, inputs: tf.Tensor, training: bool | None = None) -> dict[str, tf.Tensor]:
         """Computes the endpoints.
@@ -190,11 +195,11 @@ class ResNet(tf_keras.Model):
             training: whether batch norm and drop path run in training mode.
 
         Returns:
-            {RES2..RES5: float [batch, ceil(height / s), ceil(width / s), output_specs[k]]}
-            at strides s = 4, 8, 16, 32, not activated.
+            {RES1..RES5: float [batch, ceil(height / s), ceil(width / s), output_specs[k]]}
+            at strides s = 2 (the stem), 4, 8, 16, 32, not activated.
         """
         x = self._stem(inputs, training=training)
-        endpoints = {}
+        endpoints = {factory.RES1: x}
         for index, endpoint in enumerate(factory.ENDPOINTS):
             x = getattr(self, f"_stage{index + 2}")(x, training=training)
             endpoints[endpoint] = x

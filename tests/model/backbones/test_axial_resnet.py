@@ -14,7 +14,13 @@ def test_parameter_count_of_axial_resnet50():
     backbone(tf.zeros([1, 65, 65, 3]), training=False)
     assert backbone.count_params() == 41_487_808
     assert sum(int(np.prod(w.shape)) for w in backbone.trainable_weights) == 41_343_424
-    assert backbone.output_specs == {"res2": 256, "res3": 512, "res4": 1024, "res5": 2048}
+    assert backbone.output_specs == {
+        "res1": 128,
+        "res2": 256,
+        "res3": 512,
+        "res4": 1024,
+        "res5": 2048,
+    }
 
 
 def test_max_s_structure():

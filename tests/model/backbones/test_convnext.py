@@ -26,7 +26,11 @@ def test_parameter_counts(name):
         assert backbone.count_params() == _PARAMETERS[name]
         trainable = sum(int(np.prod(w.shape)) for w in backbone.trainable_weights)
     assert trainable == _PARAMETERS[name]
-    assert list(backbone.output_specs.values()) == list(convnext.CONVNEXT_SPECS[name][1])
+    dims = convnext.CONVNEXT_SPECS[name][1]
+    assert backbone.output_specs == {
+        "res1": dims[0],
+        **dict(zip(factory.ENDPOINTS, dims, strict=True)),
+    }
 
 
 def test_sizes_with_padding_for_downstream():

@@ -75,7 +75,15 @@ def test_norm_layer_comes_from_options_unless_given():
 def test_endpoints_for_odd_sizes_and_unknown_batch(name):
     backbone = factory.build_backbone(_tiny(name))
     features = backbone(tf_keras.Input([65, 97, 3]), training=False)
-    assert set(features) == set(factory.ENDPOINTS)
+    assert set(features) == {factory.RES1, *factory.ENDPOINTS}
+    # The stem's output: stride 2 for the ResNets, 4 for ConvNeXt's patchify stem.
+    stem_stride = 4 if name.startswith("convnext") else 2
+    assert features[factory.RES1].shape.as_list() == [
+        None,
+        64 // stem_stride + 1,
+        96 // stem_stride + 1,
+        backbone.output_specs[factory.RES1],
+    ]
     for endpoint, stride in factory.ENDPOINT_STRIDES.items():
         expected = [None, 64 // stride + 1, 96 // stride + 1, backbone.output_specs[endpoint]]
         assert features[endpoint].shape.as_list() == expected, endpoint

@@ -23,7 +23,13 @@ def test_parameter_count_of_resnet50():
     backbone(tf.zeros([1, 65, 65, 3]), training=False)
     assert backbone.count_params() == 23_561_152
     assert _count(backbone.trainable_weights) == 23_508_032
-    assert backbone.output_specs == {"res2": 256, "res3": 512, "res4": 1024, "res5": 2048}
+    assert backbone.output_specs == {
+        "res1": 64,
+        "res2": 256,
+        "res3": 512,
+        "res4": 1024,
+        "res5": 2048,
+    }
 
 
 def test_block_plan_by_hand():
@@ -67,7 +73,7 @@ def _tiny_backbone():
 
 def test_tiny_widths_and_depths():
     backbone = _tiny_backbone()
-    assert backbone.output_specs == {"res2": 32, "res3": 64, "res4": 128, "res5": 256}
+    assert backbone.output_specs == {"res1": 8, "res2": 32, "res3": 64, "res4": 128, "res5": 256}
     config = backbone.get_config()
     assert config["num_blocks"] == [1, 1, 2, 1]
     assert config["stem_channels"] == 8
