@@ -7,15 +7,17 @@ from deeplab_video.data import datasets
 
 
 @pytest.mark.parametrize(
-    "descriptor, num_classes, num_things, divisor",
+    "descriptor, num_classes, num_things, divisor, is_video",
     [
-        (datasets.KITTI_STEP, 19, 2, 1000),
-        (datasets.VIPSEG, 124, 58, 10000),
-        (datasets.CITYSCAPES_VPS, 19, 8, 1000),
-        (datasets.SYNTHETIC, 6, 3, 1000),
+        (datasets.KITTI_STEP, 19, 2, 1000, True),
+        (datasets.VIPSEG, 124, 58, 10000, True),
+        (datasets.CITYSCAPES_VPS, 19, 8, 1000, True),
+        (datasets.SYNTHETIC, 6, 3, 1000, True),
+        (datasets.COCO_PANOPTIC, 133, 80, 10000, False),
+        (datasets.CITYSCAPES, 19, 8, 1000, False),
     ],
 )
-def test_class_counts(descriptor, num_classes, num_things, divisor):
+def test_class_counts(descriptor, num_classes, num_things, divisor, is_video):
     assert descriptor.num_classes == num_classes
     assert len(descriptor.thing_ids) == num_things
     assert len(descriptor.stuff_ids) == num_classes - num_things
@@ -24,7 +26,7 @@ def test_class_counts(descriptor, num_classes, num_things, divisor):
     assert descriptor.label_divisor == divisor
     assert descriptor.ignore_label == 255 and descriptor.ignore_label >= num_classes
     assert len(set(descriptor.class_names)) == num_classes
-    assert descriptor.is_video
+    assert descriptor.is_video == is_video
 
 
 def test_vipseg_has_66_stuff_classes_and_known_things():
@@ -37,6 +39,22 @@ def test_vipseg_has_66_stuff_classes_and_known_things():
 def test_kitti_step_tracks_people_and_cars():
     names = datasets.KITTI_STEP.class_names
     assert [names[i] for i in datasets.KITTI_STEP.thing_ids] == ["person", "car"]
+
+
+def test_coco_panoptic_classes_in_deeplab2_order():
+    # DeepLab2's contiguous COCO labels 1..133 are our ids 0..132: things first.
+    coco = datasets.COCO_PANOPTIC
+    assert coco.thing_ids == tuple(range(80))
+    assert coco.class_names[:3] == ("person", "bicycle", "car")
+    assert coco.class_names[79:81] == ("toothbrush", "banner")
+    assert coco.class_names[-1] == "rug-merged"
+    assert coco.colormap[0] == (220, 20, 60)
+
+
+def test_cityscapes_things_are_the_train_ids_11_to_18():
+    names = datasets.CITYSCAPES.class_names
+    assert [names[i] for i in datasets.CITYSCAPES.thing_ids][::7] == ["person", "bicycle"]
+    assert names == datasets.KITTI_STEP.class_names
 
 
 def test_synthetic_classes():
@@ -58,7 +76,14 @@ def test_colormaps(descriptor):
 
 
 def test_registry_lookup():
-    assert set(datasets.DATASETS) == {"kitti_step", "vipseg", "cityscapes_vps", "synthetic"}
+    assert set(datasets.DATASETS) == {
+        "kitti_step",
+        "vipseg",
+        "cityscapes_vps",
+        "synthetic",
+        "coco_panoptic",
+        "cityscapes",
+    }
     for name, descriptor in datasets.DATASETS.items():
         assert datasets.get_descriptor(name) is descriptor and descriptor.name == name
     with pytest.raises(KeyError, match="unknown dataset 'coco'.*kitti_step"):
