@@ -281,3 +281,33 @@ def test_vipseg_convnext_large_variables_are_the_official_keys():
         "vipseg/convnext_l_online.textproto",
         {official_mapping.UNUSED_COUNTER},
     )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("suffix", [".pth", ".pkl"])
+def test_full_official_file_fills_the_vipseg_model(tmp_path, suffix):
+    table = read_table("vipseg_resnet50")
+    rng = np.random.default_rng(7)
+    state = {
+        name: rng.normal(size=shape).astype(_DTYPES[dtype])
+        for name, (shape, dtype) in table.items()
+    }
+    path = tmp_path / f"model_final{suffix}"
+    if suffix == ".pth":
+        torch_files.write_pth(path, {"model": torch_files.tensors_of(state), "iteration": 1})
+    else:
+        torch_files.write_pkl(path, state)
+    opts = config.load_config(CONFIG_DIR / "vipseg" / "resnet50_online.textproto")
+    model = build_model(opts, inference_only=True)
+    report = pretrained.load_pretrained(model, str(path))
+    assert report.missing == () and report.mismatched == ()
+    assert set(report.unused_reasons.values()) == {official_mapping.UNUSED_COUNTER}
+    variables = tf_checkpoint.variable_keys(model.checkpoint_items)
+    np.testing.assert_array_equal(
+        variables["backbone/_stage3/_block2/_conv2_bn_act/_conv/kernel"].numpy(),
+        state["backbone.res3.1.conv2.weight"].transpose(2, 3, 1, 0),
+    )
+    np.testing.assert_array_equal(
+        variables["transformer_decoder/cluster_centers"].numpy(),
+        state["sem_seg_head.predictor._cluster_centers.weight"].T,
+    )
