@@ -8,6 +8,7 @@ out what is not a model weight (optimizer state, step counters).
 """
 
 import collections
+import re
 from collections.abc import Mapping
 
 import numpy as np
@@ -22,7 +23,10 @@ TRAINING_STATE_ITEMS = ("optimizer", "backbone_optimizer", "global_step", "save_
 
 
 def resolve_checkpoint(path: str) -> str:
-    """The checkpoint prefix for a prefix (e.g. model_dir/ckpt-600) or a folder (its latest).
+    """The checkpoint prefix for a prefix (e.g. model_dir/ckpt-600) or a folder.
+
+    A folder gives the latest checkpoint its `checkpoint` state file names or, without
+    one (e.g. an extracted DeepLab2 download), its `<prefix>.index` of the highest step.
 
     Raises:
         FileNotFoundError: the folder holds no checkpoint, or the prefix does not exist.
@@ -30,7 +34,10 @@ def resolve_checkpoint(path: str) -> str:
     if tf.io.gfile.isdir(path):
         latest = tf.train.latest_checkpoint(path)
         if latest is None:
-            raise FileNotFoundError(f"No checkpoint found in directory {path}.")
+            prefixes = [name[: -len(".index")] for name in tf.io.gfile.glob(f"{path}/*.index")]
+            if not prefixes:
+                raise FileNotFoundError(f"No checkpoint found in directory {path}.")
+            latest = max(prefixes, key=_step)
         return latest
     if not tf.io.gfile.exists(path + ".index"):
         raise FileNotFoundError(
@@ -110,6 +117,12 @@ def variable_keys(items: Mapping[str, tf.Module]) -> dict[str, tf.Variable]:
             else:
                 queue.append(child)
     return keys
+
+
+def _step(prefix: str) -> tuple[int, str]:
+    """Sort key of a checkpoint prefix: its trailing step number (ckpt-150000), then name."""
+    digits = re.search(r"(\d+)$", prefix)
+    return (int(digits[1]) if digits else -1, prefix)
 
 
 def _is_weight(key: str) -> bool:
