@@ -7,9 +7,10 @@ endpoint's size and add it. Every backbone endpoint is layer-normalised first. A
 stage, when configured, continues at the backbone's stem output (RES1: stride 2 for the
 ResNets, 4 for ConvNeXt), as DeepLab2's Cityscapes kMaX-DeepLab does; the prediction head
 then reads that stage. All blocks
-use GELU; the bottleneck blocks' 3x3 convolutions are dilated by 2, as DeepLab2 builds them
-(the PyTorch Video-kMaX port uses no dilation). With self-attention in the axial stages the
-decoder doubles as the pixel-space transformer encoder.
+use GELU; the bottleneck blocks' 3x3 convolutions are dilated by
+`bottleneck_atrous_rate`: 2 as DeepLab2 builds them, 1 in the official PyTorch Video-kMaX.
+With self-attention in the axial stages the decoder doubles as the pixel-space transformer
+encoder.
 
 [1] k-means Mask Transformer, ECCV 2022.
     Qihang Yu, Huiyu Wang, Siyuan Qiao, Maxwell Collins, Yukun Zhu, Hartwig Adam,
@@ -53,8 +54,6 @@ _STAGE_ENDPOINTS = DECODER_ENDPOINTS + (DECODER_STEM,)
 # Stage names (they name the layers): the stride, or "stem" for the fifth stage.
 _STAGE_NAMES = ("os32", "os16", "os8", "os4", "stem")
 NUM_STAGES = (4, 5)
-# Dilation of the bottleneck blocks' 3x3 convolutions (DeepLab2).
-BOTTLENECK_ATROUS_RATE = 2
 ACTIVATION = "gelu"
 _FIELDS = ("num_blocks", "block_types", "channels")
 
@@ -135,6 +134,11 @@ class KMaXPixelDecoder(tf_keras.Model):
         super().__init__(name=name, **kwargs)
         num_blocks, block_types, channels = stage_settings(options)
         drop_path.check_keep_prob(options.drop_path_keep_prob, f"{name} (pixel_decoder)")
+        if options.bottleneck_atrous_rate < 1:
+            raise ValueError(
+                f"{name}: pixel_decoder.bottleneck_atrous_rate must be >= 1, got "
+                f"{options.bottleneck_atrous_rate}"
+            )
         self._num_stages = len(channels)
         inputs = _BACKBONE_ENDPOINTS[: self._num_stages]
         missing = sorted(e for e in inputs if e not in input_channels)
@@ -164,7 +168,7 @@ class KMaXPixelDecoder(tf_keras.Model):
                 blocks.BlockGroup(
                     channels[stage],
                     [block_types[stage]] * num_blocks[stage],
-                    atrous_rate=BOTTLENECK_ATROUS_RATE,
+                    atrous_rate=options.bottleneck_atrous_rate,
                     drop_path_keep_probs=[options.drop_path_keep_prob] * num_blocks[stage],
                     activation=ACTIVATION,
                     axial_num_heads=axial_num_heads,

@@ -105,7 +105,17 @@ def test_default_stages_follow_kmax():
     assert [s["block_types"][0] for s in stages] == ["axial", "axial", "bottleneck", "bottleneck"]
     assert [s["filters"] for s in stages] == [512, 256, 128, 64]
     assert {s["activation"] for s in stages} == {"gelu"}
-    assert {s["atrous_rate"] for s in stages} == {pixel_decoder.BOTTLENECK_ATROUS_RATE}
+    assert {s["atrous_rate"] for s in stages} == {2}  # DeepLab2's dilation
+
+
+def test_bottleneck_atrous_rate_option():
+    options = model_pb2.PixelDecoderOptions(bottleneck_atrous_rate=1)
+    decoder = pixel_decoder.KMaXPixelDecoder(options, _RESNET_CHANNELS)
+    assert {stage.get_config()["atrous_rate"] for stage in decoder._stages} == {1}
+    with pytest.raises(ValueError, match="bottleneck_atrous_rate"):
+        pixel_decoder.KMaXPixelDecoder(
+            model_pb2.PixelDecoderOptions(bottleneck_atrous_rate=0), _RESNET_CHANNELS
+        )
 
 
 @pytest.mark.parametrize("height, width", [(65, 97), (64, 30)])
