@@ -311,3 +311,12 @@ def test_full_official_file_fills_the_vipseg_model(tmp_path, suffix):
         variables["transformer_decoder/cluster_centers"].numpy(),
         state["sem_seg_head.predictor._cluster_centers.weight"].T,
     )
+
+
+@pytest.mark.slow
+def test_coco_video_resnet50_variables_are_the_official_keys():
+    _check_covers(
+        "coco_video_resnet50",
+        "coco_video/resnet50_online.textproto",
+        {official_mapping.UNUSED_COUNTER, official_mapping.UNUSED_AUXILIARY},
+    )
