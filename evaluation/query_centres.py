@@ -34,8 +34,7 @@ from matplotlib.backends import backend_agg
 
 from deeplab_video import config
 from deeplab_video.data import datasets, sequence_reader
-from deeplab_video.export import export_lib
-from deeplab_video.model import builder
+from deeplab_video.model import builder, pretrained
 from deeplab_video.post_processing import panoptic_inference, video_tracker
 from deeplab_video.protos import config_pb2
 
@@ -268,7 +267,8 @@ def run(
     if model is None:
         model = builder.build_model(options, inference_only=True)
         if checkpoint:
-            export_lib.restore_weights(model, checkpoint)
+            description = pretrained.describe_model(options.model_options, config_file)
+            pretrained.load_complete(model, checkpoint, description)
     sequences = itertools.islice(
         sequence_reader.read_sequences(options.eval_dataset_options.file_pattern),
         num_sequences if num_sequences >= 0 else None,

@@ -13,8 +13,8 @@ from absl import logging
 
 from deeplab_video import config
 from deeplab_video.data import datasets, panoptic_png, video_io
-from deeplab_video.export import export_lib, saved_model_runner
-from deeplab_video.model import builder
+from deeplab_video.export import saved_model_runner
+from deeplab_video.model import builder, pretrained
 from deeplab_video.post_processing import video_tracker, visualization
 
 
@@ -166,7 +166,8 @@ def run_inference(
         options = config.load_config(config_file)
         model = builder.build_model(options, inference_only=True)
         if checkpoint:
-            export_lib.restore_weights(model, checkpoint)
+            description = pretrained.describe_model(options.model_options, config_file)
+            pretrained.load_complete(model, checkpoint, description)
         else:
             logging.warning("No --checkpoint: running freshly initialised weights.")
         runner = video_tracker.VideoRunner(model, options)

@@ -29,11 +29,10 @@ from google.protobuf import text_format
 from deeplab_video import common
 from deeplab_video.data import datasets, pipeline
 from deeplab_video.loss import loss_builder
-from deeplab_video.model import builder
+from deeplab_video.model import builder, pretrained
 from deeplab_video.post_processing import video_tracker
 from deeplab_video.protos import config_pb2
 from deeplab_video.trainer import (
-    checkpoints,
     distribution,
     evaluator,
     summaries,
@@ -42,6 +41,16 @@ from deeplab_video.trainer import (
 from deeplab_video.trainer import optimizer as optimizer_lib
 
 MODES = ("train", "eval", "train_and_eval", "continuous_eval")
+# Logged when a run on a real dataset starts without model_options.initial_checkpoint.
+NO_INITIAL_CHECKPOINT_WARNING = """
+********************************************************************************
+Training from RANDOM initialisation: model_options.initial_checkpoint is not set.
+Every published Video-kMaX and kMaX-DeepLab result starts from pretrained weights
+(an ImageNet backbone, then DeepLab2's COCO or Cityscapes kMaX-DeepLab). From
+scratch, expect panoptic and tracking scores far below the paper's, near zero for
+many thousand steps. Set initial_checkpoint to the checkpoint named at the top of
+the config (README: "Run published weights").
+********************************************************************************"""
 CONFIG_FILE = "config.textproto"
 
 
@@ -91,6 +100,7 @@ def run_experiment(
     train_summaries = summaries.IntervalSummaryManager(
         train_dir, parts.global_step, trainer_options.save_summaries_steps
     )
+    summaries.log_orbit_messages_once()
     controller = _controller(
         parts, trainer_options, manager, train_summaries, model_dir, run_strategy
     )
@@ -221,30 +231,38 @@ def _checkpoint_manager(
         max_to_keep=trainer_options.max_checkpoints_to_keep if is_chief else 1,
         step_counter=parts.global_step,
         checkpoint_interval=trainer_options.save_checkpoints_steps,
-        init_fn=functools.partial(
-            _initialize, model_dir, checkpoint, parts.model.checkpoint_items, options.model_options
-        ),
+        init_fn=functools.partial(_initialize, model_dir, checkpoint, parts.model, options),
     )
 
 
 def _initialize(
     model_dir: str,
     checkpoint: tf.train.Checkpoint,
-    model_items: dict[str, tf_keras.layers.Layer],
-    model_options: config_pb2.ModelOptions,
+    model: tf_keras.Model,
+    options: config_pb2.ExperimentOptions,
 ) -> None:
     """The CheckpointManager's init_fn, called when its own folder has no checkpoint.
 
     Non-chief workers resume from the chief's latest checkpoint in model_dir; a fresh run
-    starts from model_options.initial_checkpoint (when set).
+    starts from model_options.initial_checkpoint (any format `pretrained` reads; class
+    heads for another dataset stay at initialisation), or warns that it starts from
+    scratch on a real dataset.
+
+    Raises:
+        pretrained.CheckpointMismatchError: initial_checkpoint does not fit the model
+            (other shapes outside the class heads, or nothing restored).
     """
     latest = tf.train.latest_checkpoint(model_dir)
+    model_options = options.model_options
     if latest:
         checkpoint.restore(latest)
     elif model_options.initial_checkpoint:
-        checkpoints.restore_partially(
-            model_options.initial_checkpoint, model_items, model_options.restore_mode
-        )
+        items = ("backbone",) if model_options.restore_mode == "backbone" else None
+        report = pretrained.load_pretrained(model, model_options.initial_checkpoint, items)
+        name = f"experiment '{options.experiment_name}'" if options.experiment_name else None
+        report.check_fits(pretrained.describe_model(model_options, name), new_classes=True)
+    elif options.train_dataset_options.dataset != datasets.SYNTHETIC.name:
+        logging.warning(NO_INITIAL_CHECKPOINT_WARNING)
 
 
 def _controller(

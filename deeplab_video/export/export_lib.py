@@ -16,61 +16,35 @@ from absl import logging
 from google.protobuf import text_format
 
 from deeplab_video.export import serving_module
-from deeplab_video.model import builder
+from deeplab_video.model import builder, pretrained
 from deeplab_video.protos import config_pb2
 
 CONFIG_COPY = os.path.join("assets.extra", "experiment.textproto")
 
 
-def resolve_checkpoint(checkpoint_path: str) -> str:
-    """The checkpoint prefix for a checkpoint file prefix or a model_dir (its latest).
+def restore_weights(
+    model: tf.Module, checkpoint_path: str, model_description: str = "the model"
+) -> str:
+    """Fills every weight of the model from a checkpoint of any format `pretrained` reads.
 
-    Raises:
-      FileNotFoundError: the directory holds no checkpoint, or the prefix does not exist.
-    """
-    if tf.io.gfile.isdir(checkpoint_path):
-        latest = tf.train.latest_checkpoint(checkpoint_path)
-        if latest is None:
-            raise FileNotFoundError(f"No checkpoint found in directory {checkpoint_path}.")
-        return latest
-    if not tf.io.gfile.exists(checkpoint_path + ".index"):
-        raise FileNotFoundError(
-            f"No checkpoint at {checkpoint_path} (expected {checkpoint_path}.index); give a "
-            "checkpoint prefix such as model_dir/ckpt-600, or a model_dir."
-        )
-    return checkpoint_path
-
-
-def restore_weights(model: tf.Module, checkpoint_path: str) -> str:
-    """Restores the model's weights from a training checkpoint.
-
-    Training checkpoints hold `model.checkpoint_items` at their root (plus the optimizer,
-    the step and, for the training model, the auxiliary head): everything the inference
-    model lacks is skipped (`expect_partial`), but every variable it has must be found.
+    Training checkpoints also hold what the inference model lacks (optimizer, auxiliary
+    head): those tensors are left unused; but every variable of the model must be found.
 
     Args:
       model: a built Video-kMaX model.
-      checkpoint_path: a checkpoint prefix or a model_dir.
+      checkpoint_path: a checkpoint prefix or a model_dir (ours), a DeepLab2 kMaX-DeepLab
+        checkpoint, or an official PyTorch file.
+      model_description: names the model in errors (`pretrained.describe_model`).
 
     Returns:
-      The checkpoint prefix that was restored.
+      The checkpoint that was read.
 
     Raises:
       FileNotFoundError: no checkpoint at checkpoint_path.
-      ValueError: the checkpoint lacks some of the model's variables (another
-        architecture or config).
+      pretrained.CheckpointMismatchError: the checkpoint lacks some of the model's
+        variables or has them in other shapes (another architecture or config).
     """
-    prefix = resolve_checkpoint(checkpoint_path)
-    status = tf.train.Checkpoint(**model.checkpoint_items).restore(prefix).expect_partial()
-    try:
-        status.assert_existing_objects_matched()
-    except AssertionError as error:
-        raise ValueError(
-            f"Checkpoint {prefix} does not hold all weights of the model this config builds "
-            f"(was it trained with another model_options?): {error}"
-        ) from error
-    logging.info("Restored weights from %s", prefix)
-    return prefix
+    return pretrained.load_complete(model, checkpoint_path, model_description).source
 
 
 def export_saved_model(
@@ -90,11 +64,12 @@ def export_saved_model(
 
     Raises:
       FileNotFoundError: checkpoint_path names no checkpoint.
-      ValueError: the checkpoint does not fit the model, or invalid options.
+      ValueError: the checkpoint does not fit the model (CheckpointMismatchError), or
+        invalid options.
     """
     model = builder.build_model(opts, inference_only=True)
     if checkpoint_path:
-        restore_weights(model, checkpoint_path)
+        restore_weights(model, checkpoint_path, pretrained.describe_model(opts.model_options))
     else:
         logging.warning("No checkpoint given: exporting freshly initialised weights.")
     module = serving_module.VideoServingModule(model, opts)

@@ -35,6 +35,7 @@ from deeplab_video.model import (
     torch_checkpoint,
     weight_mapping,
 )
+from deeplab_video.protos import model_pb2
 
 # How many variable names an error message or a log line lists.
 _NAMES_SHOWN = 5
@@ -244,10 +245,13 @@ def open_source(path: str) -> tuple[SourceFormat, weight_mapping.TensorSource]:
         source = opened[source_format.open]
         if source_format.recognises(source.shapes):
             return source_format, source
+    if not readable and tf.io.gfile.isdir(path):
+        raise FileNotFoundError(f"No checkpoint found in directory {path}.")
     if not readable and not tf.io.gfile.exists(path):
         raise FileNotFoundError(
-            f"No checkpoint at {path}: give a checkpoint prefix (model_dir/ckpt-600, "
-            "DeepLab2's ckpt-150000) or a folder of checkpoints."
+            f"No checkpoint at {path} (no {path}.index either): give a checkpoint prefix "
+            "(model_dir/ckpt-600, DeepLab2's ckpt-150000), a folder of checkpoints, or a "
+            ".pth / .pkl file."
         )
     raise UnknownCheckpointFormatError(
         f"{path} is in none of the known checkpoint formats: "
@@ -313,6 +317,38 @@ def load_pretrained(model: Any, path: str, items: Sequence[str] | None = None) -
     )
     _log(report, source_format.description)
     return report
+
+
+def load_complete(model: Any, path: str, model_description: str) -> LoadReport:
+    """Loads a checkpoint that must fill every variable (inference, export, analysis).
+
+    Args:
+        model: a built Video-kMaX model.
+        path: checkpoint prefix, folder of checkpoints, or file, of any known format.
+        model_description: names the model in errors (see `describe_model`).
+
+    Returns:
+        The LoadReport (nothing missing or mismatched).
+
+    Raises:
+        FileNotFoundError: nothing readable at `path`.
+        UnknownCheckpointFormatError: no known format.
+        CheckpointMismatchError: the checkpoint does not fill every variable.
+    """
+    report = load_pretrained(model, path)
+    report.check_fits(model_description)
+    return report
+
+
+def describe_model(options: model_pb2.ModelOptions, config_path: str | None = None) -> str:
+    """How errors name a model: its config and the options a checkpoint must match."""
+    decoder = options.transformer_decoder
+    source = f"the model of {config_path}" if config_path else "the model"
+    return (
+        f"{source} (backbone {options.backbone.name}, {options.num_classes} classes, "
+        f"{decoder.num_queries} queries, {len(options.pixel_decoder.channels) or 4} "
+        "pixel-decoder stages)"
+    )
 
 
 def _log(report: LoadReport, description: str) -> None:

@@ -23,7 +23,7 @@ from google.protobuf import text_format
 from deeplab_video import config
 from deeplab_video.data import synthetic
 from deeplab_video.export import export_lib, export_model, saved_model_runner, serving_module
-from deeplab_video.model import builder
+from deeplab_video.model import builder, pretrained
 from deeplab_video.post_processing import tracking, video_tracker
 from deeplab_video.protos import config_pb2
 from tests import conftest
@@ -339,7 +339,7 @@ def test_checkpoint_errors_are_specific(exported, tmp_path):
         export_lib.restore_weights(model, str(tmp_path / "ckpt-9"))
     backbone_only = tf.train.Checkpoint(backbone=model.checkpoint_items["backbone"])
     prefix = backbone_only.save(str(tmp_path / "partial" / "ckpt"))
-    with pytest.raises(ValueError, match="does not hold all weights"):
+    with pytest.raises(pretrained.CheckpointMismatchError, match="variables missing"):
         export_lib.restore_weights(model, prefix)
 
 

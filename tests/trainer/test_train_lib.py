@@ -19,6 +19,7 @@ from google.protobuf import text_format
 
 from deeplab_video import common, config
 from deeplab_video.data import pipeline, synthetic
+from deeplab_video.model import builder, pretrained
 from deeplab_video.protos import config_pb2
 from deeplab_video.trainer import optimizer as optimizer_lib
 from deeplab_video.trainer import train_lib, trainer
@@ -96,6 +97,33 @@ def test_write_config_keeps_a_changed_previous_copy(tmp_path):
     train_lib.write_config(changed, str(tmp_path / "model"))
     previous = text_format.Parse(open(path + ".previous").read(), config_pb2.ExperimentOptions())
     assert previous == options
+
+
+def test_fresh_run_on_a_real_dataset_warns_without_initial_checkpoint(tmp_path, caplog):
+    options = _options(str(tmp_path), 10)
+    model = builder.build_model(options)
+    train_lib._initialize(str(tmp_path), tf.train.Checkpoint(), model, options)
+    assert "RANDOM initialisation" not in caplog.text  # synthetic: from scratch is the plan
+    options.train_dataset_options.dataset = "kitti_step"
+    train_lib._initialize(str(tmp_path), tf.train.Checkpoint(), model, options)
+    assert "Training from RANDOM initialisation" in caplog.text
+    assert "initial_checkpoint" in caplog.text
+
+
+def test_initial_checkpoint_of_another_architecture_is_one_error(tmp_path):
+    options = _options(str(tmp_path), 10)
+    other = config_pb2.ExperimentOptions()
+    other.CopyFrom(options)
+    other.model_options.backbone.width_multiplier *= 2
+    source = tf.train.Checkpoint(**builder.build_model(other).checkpoint_items)
+    options.model_options.initial_checkpoint = source.save(str(tmp_path / "other" / "ckpt"))
+    model = builder.build_model(options)
+    with pytest.raises(pretrained.CheckpointMismatchError) as error:
+        train_lib._initialize(str(tmp_path / "run"), tf.train.Checkpoint(), model, options)
+    message = str(error.value)
+    assert options.model_options.initial_checkpoint in message
+    assert f"experiment '{options.experiment_name}'" in message
+    assert "backbone/" in message and "has another shape" in message
 
 
 # ------------------------------------------------------------------------------ slow
