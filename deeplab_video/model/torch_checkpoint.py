@@ -75,15 +75,67 @@ class _StorageType:
 
 
 class _Storage:
-    """A flat array of one storage, and whether it holds bfloat16 bits."""
+    """One flat storage, read from the file when a tensor of it is first needed."""
 
-    def __init__(self, data: np.ndarray, is_bfloat16: bool):
-        self.data = data
+    def __init__(self, read: Callable[[], np.ndarray], is_bfloat16: bool):
+        self._read = read
+        self._data: np.ndarray | None = None
         self.is_bfloat16 = is_bfloat16
+
+    @property
+    def data(self) -> np.ndarray:
+        if self._data is None:
+            self._data = self._read()
+        return self._data
 
 
 def _bfloat16_to_float32(bits: np.ndarray) -> np.ndarray:
     return (bits.astype(np.uint32) << 16).view(np.float32)
+
+
+class _Tensor:
+    """A tensor of the pickle: a strided view of a storage, read by `array` only.
+
+    Checkpoints may hold optimizer state two or three times the size of the weights;
+    tensors outside the state dict are never read.
+    """
+
+    def __init__(
+        self,
+        storage: _Storage,
+        storage_offset: int,
+        size: tuple[int, ...],
+        stride: tuple[int, ...],
+    ):
+        self._storage = storage
+        self._offset = int(storage_offset)
+        self._size = tuple(int(n) for n in size)
+        self._stride = tuple(int(n) for n in stride)
+        if len(self._size) != len(self._stride) or min(self._size + self._stride, default=0) < 0:
+            raise TorchCheckpointError(f"invalid tensor size {size} or stride {stride}")
+
+    def array(self) -> np.ndarray:
+        """The tensor's values (bfloat16 widened to float32).
+
+        Raises:
+            TorchCheckpointError: the view reaches outside its storage.
+        """
+        data = self._storage.data
+        size, stride, offset = self._size, self._stride, self._offset
+        last = offset + sum((n - 1) * s for n, s in zip(size, stride, strict=True))
+        if offset < 0 or (min(size, default=1) > 0 and last >= data.size):
+            raise TorchCheckpointError(
+                f"tensor of size {size}, stride {stride} at offset {offset} exceeds its "
+                f"storage of {data.size} elements"
+            )
+        view = np.lib.stride_tricks.as_strided(
+            data[offset:],
+            shape=size,
+            strides=tuple(s * data.itemsize for s in stride),
+            writeable=False,
+        )
+        array = np.array(view, dtype=data.dtype.newbyteorder("="))
+        return _bfloat16_to_float32(array) if self._storage.is_bfloat16 else array
 
 
 def _rebuild_tensor(
@@ -92,8 +144,8 @@ def _rebuild_tensor(
     size: tuple[int, ...],
     stride: tuple[int, ...],
     *unused: Any,
-) -> np.ndarray:
-    """torch._utils._rebuild_tensor(_v2): a strided view of a storage, copied to an array.
+) -> _Tensor:
+    """torch._utils._rebuild_tensor(_v2): a strided view of a storage.
 
     Args:
         storage: the tensor's storage.
@@ -102,36 +154,16 @@ def _rebuild_tensor(
         stride: elements between neighbours along each axis.
         *unused: requires_grad, backward hooks and metadata (meaningless here).
 
-    Returns:
-        An array of `size` (bfloat16 widened to float32).
-
     Raises:
-        TorchCheckpointError: the view reaches outside the storage.
+        TorchCheckpointError: not a storage, or an invalid size or stride.
     """
     del unused
     if not isinstance(storage, _Storage):
         raise TorchCheckpointError(f"tensor rebuilt from {type(storage).__name__}, not a storage")
-    data = storage.data
-    size, stride = tuple(int(s) for s in size), tuple(int(s) for s in stride)
-    if any(s < 0 for s in size + stride):
-        raise TorchCheckpointError(f"negative tensor size {size} or stride {stride}")
-    last = storage_offset + sum((n - 1) * s for n, s in zip(size, stride, strict=True))
-    if storage_offset < 0 or (min(size, default=1) > 0 and last >= data.size):
-        raise TorchCheckpointError(
-            f"tensor of size {size}, stride {stride} at offset {storage_offset} exceeds its "
-            f"storage of {data.size} elements"
-        )
-    view = np.lib.stride_tricks.as_strided(
-        data[storage_offset:],
-        shape=size,
-        strides=tuple(s * data.itemsize for s in stride),
-        writeable=False,
-    )
-    array = np.array(view, dtype=data.dtype.newbyteorder("="))
-    return _bfloat16_to_float32(array) if storage.is_bfloat16 else array
+    return _Tensor(storage, storage_offset, size, stride)
 
 
-def _rebuild_parameter(data: np.ndarray, *unused: Any) -> np.ndarray:
+def _rebuild_parameter(data: _Tensor, *unused: Any) -> _Tensor:
     """torch._utils._rebuild_parameter(_with_state): a parameter is its data."""
     del unused
     return data
@@ -221,35 +253,37 @@ class RestrictedUnpickler(pickle.Unpickler):
         return self._load_storage(str(key), storage_type, int(numel))
 
 
-def _load_zip(path: str) -> Any:
-    """Unpickles a `torch.save` zip archive (storages read from the archive)."""
-    with zipfile.ZipFile(path) as archive:
-        names = archive.namelist()
-        pickles = [n for n in names if n.rsplit("/", 1)[-1] == _ZIP_PICKLE and n.count("/") == 1]
-        if len(pickles) != 1:
-            raise TorchCheckpointError(f"{path}: a zip but not a torch.save archive (no data.pkl)")
-        prefix = pickles[0][: -len(_ZIP_PICKLE)]
-        byteorder = "<"
-        if prefix + "byteorder" in names:
-            byteorder = {"little": "<", "big": ">"}[archive.read(prefix + "byteorder").decode()]
-        cache: dict[str, _Storage] = {}
+def _unpickle_archive(archive: zipfile.ZipFile, path: str) -> Any:
+    """Unpickles a `torch.save` zip archive; storages are read from it on first use."""
+    names = set(archive.namelist())
+    pickles = [n for n in names if n.rsplit("/", 1)[-1] == _ZIP_PICKLE and n.count("/") == 1]
+    if len(pickles) != 1:
+        raise TorchCheckpointError(f"{path}: a zip but not a torch.save archive (no data.pkl)")
+    prefix = pickles[0][: -len(_ZIP_PICKLE)]
+    byteorder = "<"
+    if prefix + "byteorder" in names:
+        byteorder = {"little": "<", "big": ">"}[archive.read(prefix + "byteorder").decode()]
+    cache: dict[str, _Storage] = {}
 
-        def load_storage(key: str, storage_type: _StorageType, numel: int) -> _Storage:
-            if key not in cache:
-                dtype = storage_type.dtype(byteorder)
-                member = f"{prefix}data/{key}"
-                if member not in names:
-                    raise TorchCheckpointError(f"{path}: storage {member} is missing")
-                data = np.frombuffer(archive.read(member), dtype=dtype)
-                if data.size < numel:
-                    raise TorchCheckpointError(
-                        f"{path}: storage {member} holds {data.size} of {numel} elements"
-                    )
-                cache[key] = _Storage(data, storage_type.name == BFLOAT16_STORAGE)
-            return cache[key]
+    def load_storage(key: str, storage_type: _StorageType, numel: int) -> _Storage:
+        member = f"{prefix}data/{key}"
+        if member not in names:
+            raise TorchCheckpointError(f"{path}: storage {member} is missing")
 
-        with archive.open(pickles[0]) as stream:
-            return RestrictedUnpickler(stream, path, load_storage).load()
+        def read() -> np.ndarray:
+            data = np.frombuffer(archive.read(member), dtype=storage_type.dtype(byteorder))
+            if data.size < numel:
+                raise TorchCheckpointError(
+                    f"{path}: storage {member} holds {data.size} of {numel} elements"
+                )
+            return data
+
+        if key not in cache:
+            cache[key] = _Storage(read, storage_type.name == BFLOAT16_STORAGE)
+        return cache[key]
+
+    with archive.open(pickles[0]) as stream:
+        return RestrictedUnpickler(stream, path, load_storage).load()
 
 
 def is_torch_file(path: str) -> bool:
@@ -274,7 +308,11 @@ def _state_dict(checkpoint: Any, path: str) -> dict[str, np.ndarray]:
             break
     if not isinstance(checkpoint, dict):
         raise TorchCheckpointError(f"{path}: holds a {type(checkpoint).__name__}, not a dict")
-    state = {str(k): v for k, v in checkpoint.items() if isinstance(v, np.ndarray)}
+    state = {
+        str(k): v.array() if isinstance(v, _Tensor) else v
+        for k, v in checkpoint.items()
+        if isinstance(v, _Tensor | np.ndarray)
+    }
     if not state:
         raise TorchCheckpointError(
             f"{path}: no tensors found (top-level keys: {sorted(map(str, checkpoint))[:10]})"
@@ -292,7 +330,8 @@ def read_state_dict(path: str) -> dict[str, np.ndarray]:
 
     Returns:
         {name: array} in the file's layout (PyTorch's NCHW / OIHW), with the file's dtypes
-        (bfloat16 widened to float32). Entries that are not arrays are left out.
+        (bfloat16 widened to float32). Entries that are not arrays are left out; tensors
+        outside the state dict (optimizer state) are not read.
 
     Raises:
         UnsafePickleError: the pickle names a global that is not allowed; nothing it names
@@ -304,19 +343,19 @@ def read_state_dict(path: str) -> dict[str, np.ndarray]:
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no checkpoint file {path}")
     if zipfile.is_zipfile(path):
-        checkpoint = _load_zip(path)
-    else:
-        with open(path, "rb") as stream:
-            data = stream.read()
-        try:
-            checkpoint = RestrictedUnpickler(io.BytesIO(data), path).load()
-        except (pickle.UnpicklingError, EOFError) as error:
-            raise TorchCheckpointError(
-                f"{path}: not a torch.save zip archive nor a pickle ({error})"
-            ) from error
-        if isinstance(checkpoint, int) and checkpoint == _LEGACY_MAGIC_NUMBER:
-            raise TorchCheckpointError(
-                f"{path}: a legacy (PyTorch < 1.6) torch.save file; re-save it with a newer "
-                "PyTorch (torch.save(torch.load(path), new_path)) and load the new file"
-            )
+        with zipfile.ZipFile(path) as archive:
+            return _state_dict(_unpickle_archive(archive, path), path)
+    with open(path, "rb") as stream:
+        data = stream.read()
+    try:
+        checkpoint = RestrictedUnpickler(io.BytesIO(data), path).load()
+    except (pickle.UnpicklingError, EOFError) as error:
+        raise TorchCheckpointError(
+            f"{path}: not a torch.save zip archive nor a pickle ({error})"
+        ) from error
+    if isinstance(checkpoint, int) and checkpoint == _LEGACY_MAGIC_NUMBER:
+        raise TorchCheckpointError(
+            f"{path}: a legacy (PyTorch < 1.6) torch.save file; re-save it with a newer "
+            "PyTorch (torch.save(torch.load(path), new_path)) and load the new file"
+        )
     return _state_dict(checkpoint, path)

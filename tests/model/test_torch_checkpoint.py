@@ -122,3 +122,20 @@ def test_rejects_a_view_outside_its_storage(tmp_path):
     torch_files.write_pth(path, {"model": {"w": torch_files.Tensor(storage, (3, 3))}})
     with pytest.raises(torch_checkpoint.TorchCheckpointError, match="exceeds"):
         torch_checkpoint.read_state_dict(path)
+
+
+def test_reads_only_the_state_dict_tensors(tmp_path):
+    weights = torch_files.Storage("0", np.ones(3, np.float32))
+    # A corrupt optimizer storage (shorter than declared) is never read.
+    moments = torch_files.Storage("1", np.zeros(2, np.float32), numel=100)
+    checkpoint = {
+        "model": {"w": torch_files.Tensor(weights, (3,))},
+        "optimizer": {"state": {0: {"exp_avg": torch_files.Tensor(moments, (100,))}}},
+    }
+    path = tmp_path / "model_final.pth"
+    torch_files.write_pth(path, checkpoint)
+    np.testing.assert_array_equal(torch_checkpoint.read_state_dict(path)["w"], np.ones(3))
+    broken = tmp_path / "broken.pth"
+    torch_files.write_pth(broken, {"model": checkpoint["optimizer"]["state"][0]})
+    with pytest.raises(torch_checkpoint.TorchCheckpointError, match="holds 2 of 100"):
+        torch_checkpoint.read_state_dict(broken)

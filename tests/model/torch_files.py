@@ -40,10 +40,18 @@ class Global:
 class Storage:
     """A flat storage of a torch.save archive: the key of its file and its data."""
 
-    def __init__(self, key: str, data: np.ndarray, storage_type: str | None = None):
+    def __init__(
+        self,
+        key: str,
+        data: np.ndarray,
+        storage_type: str | None = None,
+        numel: int | None = None,
+    ):
         self.key = key
         self.data = np.ascontiguousarray(data).reshape(-1)
         self.storage_type = storage_type or _STORAGE_TYPES[self.data.dtype]
+        # Number of elements the pickle declares (a corrupt file declares more).
+        self.numel = self.data.size if numel is None else numel
 
 
 class Tensor:
@@ -74,7 +82,7 @@ class _TorchPickler(pickle._Pickler):
     def persistent_id(self, obj: Any) -> Any:
         if isinstance(obj, Storage):
             storage_type = Global("torch", obj.storage_type)
-            return ("storage", storage_type, obj.key, "cpu", obj.data.size)
+            return ("storage", storage_type, obj.key, "cpu", obj.numel)
         return None
 
 
