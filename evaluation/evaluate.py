@@ -12,202 +12,46 @@ A table goes to stdout and, with `--output_json`, every number to a JSON file. B
 the file and a non-zero exit status.
 """
 
-import dataclasses
 import json
 import sys
 from collections.abc import Sequence
-from typing import Any
 
-import numpy as np
 from absl import app, flags, logging
 
+from deeplab_video import entry_point
 from deeplab_video.data import datasets
-from deeplab_video.evaluation import label_io, pq, stq, vpq
-
-# STQ's pair offset when none is given: 2**16 * label_divisor, as DeepLab2 sets it.
-_DEFAULT_OFFSET_FACTOR = 2**16
+from deeplab_video.evaluation import evaluate_lib, label_io
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("gt_dir", None, "Ground-truth folder of <sequence>/<frame>.png.")
-flags.DEFINE_string("pred_dir", None, "Prediction folder with the same layout and names.")
-flags.DEFINE_enum(
-    "dataset",
-    None,
-    sorted(datasets.DATASETS),
-    "Dataset whose constants decode the labels.",
-    allow_override=True,
-)
-flags.DEFINE_enum(
-    "format",
-    None,
-    list(label_io.FORMATS),
-    "PNG encoding (default: vipseg for --dataset=vipseg, else kitti_step).",
-)
-flags.DEFINE_integer("num_classes", None, "Overrides the dataset's number of classes.")
-flags.DEFINE_list("things", None, "Overrides the dataset's thing class ids (comma-separated).")
-flags.DEFINE_integer("label_divisor", None, "Overrides the dataset's label divisor.")
-flags.DEFINE_integer("ignore_label", None, "Overrides the dataset's ignore label.")
-flags.DEFINE_list("window_sizes", ["1", "2", "3", "4"], "VPQ window sizes in annotated frames.")
-flags.DEFINE_integer("stq_offset", 0, "STQ id-pair offset (0: 2**16 * label_divisor).")
-flags.DEFINE_string("output_json", None, "Where to write every number as JSON.")
 
 
-@dataclasses.dataclass(frozen=True)
-class LabelSpace:
-    """The dataset constants evaluation needs (a DatasetDescriptor also provides them)."""
-
-    num_classes: int
-    thing_ids: tuple[int, ...]
-    ignore_label: int
-    label_divisor: int
-    class_names: tuple[str, ...] = ()
-
-
-def evaluate_folders(
-    gt_dir: str,
-    pred_dir: str,
-    dataset: Any,
-    label_format: str,
-    window_sizes: Sequence[int] = (1, 2, 3, 4),
-    stq_offset: int = 0,
-) -> dict[str, Any]:
-    """Evaluates every ground-truth frame under `gt_dir` against `pred_dir`.
-
-    Args:
-        gt_dir: folder of `<sequence>/<frame>.png` ground truth.
-        pred_dir: folder of predictions with the same names.
-        dataset: an object with num_classes, thing_ids, ignore_label, label_divisor and
-            optionally class_names (e.g. a `LabelSpace` or a `DatasetDescriptor`).
-        label_format: 'kitti_step' or 'vipseg' (see `label_io`).
-        window_sizes: VPQ window sizes.
-        stq_offset: STQ id-pair offset; 0 picks 2**16 * label_divisor.
-
-    Returns:
-        A JSON-ready dict: 'STQ', 'AQ', 'IoU', the VPQ keys of
-        `VideoPanopticQuality.result`, frame 'PQ' / 'SQ' / 'RQ' (+ '_thing', '_stuff'),
-        'num_sequences', 'num_frames', 'per_sequence' and 'per_class' lists.
-
-    Raises:
-        label_io.LabelFileError: a frame is missing, undecodable, of another size than its
-            ground truth, or holds labels the dataset does not have.
-    """
-    things = [int(t) for t in dataset.thing_ids]
-    args = (dataset.num_classes, things, dataset.ignore_label, dataset.label_divisor)
-    offset = stq_offset or _DEFAULT_OFFSET_FACTOR * dataset.label_divisor
-    stq_metric = stq.STQuality(*args, offset)
-    vpq_metric = vpq.VideoPanopticQuality(*args, window_sizes=window_sizes)
-    pq_metric = pq.PanopticQuality(*args)
-    num_frames = 0
-    for sequence, gt_path, pred_path in label_io.paired_frames(gt_dir, pred_dir):
-        gt = label_io.read_label_map(gt_path, label_format, dataset)
-        pred = label_io.read_label_map(pred_path, label_format, dataset)
-        if gt.shape != pred.shape:
-            raise label_io.LabelFileError(
-                f"{pred_path}: size {pred.shape[1]}x{pred.shape[0]} differs from the ground "
-                f"truth {gt_path} ({gt.shape[1]}x{gt.shape[0]})"
-            )
-        stq_metric.update_state(gt, pred, sequence)
-        vpq_metric.update_state(gt, pred, sequence)
-        pq_metric.update_state(gt, pred)
-        num_frames += 1
-    logging.info("Evaluated %d frames of %s against %s", num_frames, pred_dir, gt_dir)
-    return collect_results(dataset, stq_metric, vpq_metric, pq_metric, num_frames)
+def define_flags() -> None:
+    """Defines the CLI's flags (`run` calls this: importing the module defines none)."""
+    flags.DEFINE_string(
+        "gt_dir", None, "Ground-truth folder of <sequence>/<frame>.png.", required=True
+    )
+    flags.DEFINE_string(
+        "pred_dir", None, "Prediction folder with the same layout and names.", required=True
+    )
+    flags.DEFINE_enum(
+        "dataset", None, sorted(datasets.DATASETS), "Dataset whose constants decode the labels."
+    )
+    flags.DEFINE_enum(
+        "format",
+        None,
+        list(label_io.FORMATS),
+        "PNG encoding (default: vipseg for --dataset=vipseg, else kitti_step).",
+    )
+    flags.DEFINE_integer("num_classes", None, "Overrides the dataset's number of classes.")
+    flags.DEFINE_list("things", None, "Overrides the dataset's thing class ids (comma-separated).")
+    flags.DEFINE_integer("label_divisor", None, "Overrides the dataset's label divisor.")
+    flags.DEFINE_integer("ignore_label", None, "Overrides the dataset's ignore label.")
+    flags.DEFINE_list("window_sizes", ["1", "2", "3", "4"], "VPQ window sizes in annotated frames.")
+    flags.DEFINE_integer("stq_offset", 0, "STQ id-pair offset (0: 2**16 * label_divisor).")
+    flags.DEFINE_string("output_json", None, "Where to write every number as JSON.")
 
 
-def collect_results(
-    dataset: Any,
-    stq_metric: stq.STQuality,
-    vpq_metric: vpq.VideoPanopticQuality,
-    pq_metric: pq.PanopticQuality,
-    num_frames: int,
-) -> dict[str, Any]:
-    """Gathers the metrics' results into one JSON-ready dict."""
-    stq_result = stq_metric.result()
-    results: dict[str, Any] = {
-        "num_sequences": len(stq_result["ID_per_seq"]),
-        "num_frames": num_frames,
-        "STQ": stq_result["STQ"],
-        "AQ": stq_result["AQ"],
-        "IoU": stq_result["IoU"],
-        **vpq_metric.result(),
-        **pq_metric.result(),
-    }
-    results["per_sequence"] = [
-        {"sequence": str(sequence), "frames": int(length), "STQ": s, "AQ": a, "IoU": i}
-        for sequence, length, s, a, i in zip(
-            stq_result["ID_per_seq"],
-            stq_result["Length_per_seq"],
-            stq_result["STQ_per_seq"].tolist(),
-            stq_result["AQ_per_seq"].tolist(),
-            stq_result["IoU_per_seq"].tolist(),
-            strict=True,
-        )
-    ]
-    class_iou = stq_metric.per_class_iou()
-    tables = {"PQ": pq_metric.per_class_results()}
-    for n, table in vpq_metric.per_class_results().items():
-        tables[f"VPQ_window{n}"] = table
-    names = tuple(getattr(dataset, "class_names", ()))
-    results["per_class"] = []
-    for c in range(dataset.num_classes):
-        if c == dataset.ignore_label:
-            continue
-        entry = {
-            "class_id": c,
-            "name": names[c] if c < len(names) else str(c),
-            "is_thing": c in dataset.thing_ids,
-            "IoU": float(class_iou[c]),
-        }
-        for key, table in tables.items():
-            # None: the class has no segment in ground truth or prediction.
-            counted = table["TP"][c] + table["FP"][c] + table["FN"][c] > 0
-            entry[key] = float(table["PQ"][c]) if counted else None
-        results["per_class"].append(entry)
-    return results
-
-
-def format_report(results: dict[str, Any]) -> str:
-    """Renders `evaluate_folders` results as plain-text tables (numbers in percent)."""
-    prefix = "VPQ_window"
-    windows = sorted(int(k.removeprefix(prefix)) for k in results if k.startswith(prefix))
-    lines = [
-        f"{results['num_sequences']} sequences, {results['num_frames']} frames",
-        "",
-        f"{'':10}{'all':>8}{'thing':>8}{'stuff':>8}",
-        f"{'STQ':10}{_percent(results['STQ'])}",
-        f"{'AQ':10}{_percent(results['AQ'])}",
-        f"{'SQ (IoU)':10}{_percent(results['IoU'])}",
-        f"{'VPQ':10}{_row(results, 'VPQ{}')}",
-    ]
-    lines += [f"{f'VPQ w={n}':10}{_row(results, 'VPQ{}_window' + str(n))}" for n in windows]
-    lines += [f"{'frame PQ':10}{_row(results, 'PQ{}')}", "", f"{'sequence':24}{'frames':>7}"]
-    lines[-1] += "".join(f"{k:>8}" for k in ("STQ", "AQ", "IoU"))
-    for seq in results["per_sequence"]:
-        lines.append(
-            f"{seq['sequence'][:24]:24}{seq['frames']:7d}"
-            + "".join(_percent(seq[k]) for k in ("STQ", "AQ", "IoU"))
-        )
-    lines += ["", f"{'class':28}{'IoU':>8}{'PQ':>8}" + "".join(f"{f'VPQ{n}':>8}" for n in windows)]
-    for entry in results["per_class"]:
-        name = f"{entry['class_id']:3d} {entry['name'][:20]}{' *' if entry['is_thing'] else ''}"
-        keys = ["IoU", "PQ"] + [f"VPQ_window{n}" for n in windows]
-        lines.append(f"{name:28}" + "".join(_percent(entry[k]) for k in keys))
-    lines.append("(* thing class; - no pixel / segment of the class in either folder)")
-    return "\n".join(lines)
-
-
-def _row(results: dict[str, Any], pattern: str) -> str:
-    return "".join(_percent(results[pattern.format(s)]) for s in ("", "_thing", "_stuff"))
-
-
-def _percent(value: float | None) -> str:
-    """An 8-wide percentage, or '-' for a missing (None or NaN) value."""
-    if value is None or not np.isfinite(value):
-        return f"{'-':>8}"
-    return f"{100 * value:8.2f}"
-
-
-def _label_space() -> LabelSpace:
+def _label_space() -> evaluate_lib.LabelSpace:
     """The dataset constants from --dataset, overridden by the explicit flags."""
     base = datasets.get_descriptor(FLAGS.dataset) if FLAGS.dataset else None
     overrides = {  # field: (flag name, flag value)
@@ -222,20 +66,7 @@ def _label_space() -> LabelSpace:
             raise app.UsageError(f"give --dataset or --{flag}")
         values[field] = getattr(base, field) if override is None else override
     names = base.class_names if base and base.num_classes == values["num_classes"] else ()
-    return LabelSpace(class_names=names, **values)
-
-
-def results_to_json(value: Any) -> Any:
-    """JSON-ready copy: numpy scalars become Python numbers, NaN becomes null."""
-    if isinstance(value, dict):
-        return {str(k): results_to_json(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | np.ndarray):
-        return [results_to_json(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not np.isfinite(value):
-        return None
-    return value
+    return evaluate_lib.LabelSpace(class_names=names, **values)
 
 
 def main(argv: Sequence[str]) -> None:
@@ -247,23 +78,20 @@ def main(argv: Sequence[str]) -> None:
         raise app.UsageError(f"--window_sizes must be positive ints, got {FLAGS.window_sizes}")
     window_sizes = [int(n) for n in FLAGS.window_sizes]
     logging.info("Evaluating %s (%s format) with %s", FLAGS.pred_dir, label_format, space)
-    try:
-        results = evaluate_folders(
-            FLAGS.gt_dir, FLAGS.pred_dir, space, label_format, window_sizes, FLAGS.stq_offset
-        )
-    except label_io.LabelFileError as error:
-        sys.exit(f"error: {error}")
-    sys.stdout.write(format_report(results) + "\n")
+    results = evaluate_lib.evaluate_folders(
+        FLAGS.gt_dir, FLAGS.pred_dir, space, label_format, window_sizes, FLAGS.stq_offset
+    )
+    sys.stdout.write(evaluate_lib.format_report(results) + "\n")
     if FLAGS.output_json:
         with open(FLAGS.output_json, "w", encoding="utf-8") as file:
-            json.dump(results_to_json(results), file, indent=2)
+            json.dump(evaluate_lib.results_to_json(results), file, indent=2)
         logging.info("Wrote %s", FLAGS.output_json)
 
 
 def run() -> None:
     """Console entry point (`deeplab-video-eval`)."""
-    flags.mark_flags_as_required(["gt_dir", "pred_dir"])
-    app.run(main)
+    define_flags()
+    entry_point.run(main)
 
 
 if __name__ == "__main__":

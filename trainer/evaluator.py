@@ -21,7 +21,7 @@ import tensorflow as tf
 from absl import logging
 
 from deeplab_video.data import datasets, sequence_reader, tfrecord
-from deeplab_video.evaluation import evaluate, label_io, pq, query_centres, stq, vpq
+from deeplab_video.evaluation import evaluate_lib, label_io, pq, query_centres, stq, vpq
 from deeplab_video.protos import config_pb2
 
 # STQ's id-pair offset when the config leaves it at 0 (DeepLab2: 2**16 * label_divisor).
@@ -58,7 +58,7 @@ class QueryCentreRecorder:
         if output_prefix and centres is not None:
             centres.plot(output_prefix + ".png", title)
             with tf.io.gfile.GFile(output_prefix + ".json", "w") as f:
-                f.write(json.dumps(evaluate.results_to_json(centres.to_json()), indent=1))
+                f.write(json.dumps(evaluate_lib.results_to_json(centres.to_json()), indent=1))
 
 
 class Evaluator(orbit.AbstractEvaluator):
@@ -128,10 +128,10 @@ class Evaluator(orbit.AbstractEvaluator):
                 f"(num_eval_sequences={self._options.num_eval_sequences})"
             )
         # The result dict of the evaluate CLI, so that both write the same JSON.
-        results = evaluate.collect_results(self._descriptor, *metrics, num_frames)
+        results = evaluate_lib.collect_results(self._descriptor, *metrics, num_frames)
         if not self._options.metrics.frame_pq:
             _blank_frame_pq(results)
-        logging.info("Evaluation at step %d:\n%s", step, evaluate.format_report(results))
+        logging.info("Evaluation at step %d:\n%s", step, evaluate_lib.format_report(results))
         self._write_json(step, results)
         if self._centre_recorder is not None:
             prefix = self._output_dir and os.path.join(
@@ -223,7 +223,7 @@ class Evaluator(orbit.AbstractEvaluator):
         if not self._output_dir:
             return
         tf.io.gfile.makedirs(self._output_dir)
-        text = json.dumps(evaluate.results_to_json({"step": step, **results}), indent=2)
+        text = json.dumps(evaluate_lib.results_to_json({"step": step, **results}), indent=2)
         for name in (f"metrics_step_{step:08d}.json", METRICS_FILE):
             with tf.io.gfile.GFile(os.path.join(self._output_dir, name), "w") as f:
                 f.write(text)

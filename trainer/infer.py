@@ -13,61 +13,62 @@ dashcam) or a folder of frames. Outputs, under --output_dir:
   tracks.json               per track: class, first and last frame, box per frame
 """
 
+from collections.abc import Sequence
+
 from absl import app, flags, logging
 
+from deeplab_video import entry_point
+from deeplab_video.data import datasets
 from deeplab_video.trainer import infer_lib
 
-_CONFIG_FILE = flags.DEFINE_string(
-    "config_file", None, "Experiment textproto.", allow_override=True
-)
-_CHECKPOINT = flags.DEFINE_string(
-    "checkpoint",
-    None,
-    "Checkpoint file or model_dir (latest checkpoint is used).",
-    allow_override=True,
-)
-_SAVED_MODEL = flags.DEFINE_string(
-    "saved_model", None, "Exported SavedModel to run instead of --config_file/--checkpoint."
-)
-_INPUT = flags.DEFINE_string("input", None, "Video file or folder of frames.", required=True)
-_OUTPUT_DIR = flags.DEFINE_string(
-    "output_dir", None, "Where outputs go.", required=True, allow_override=True
-)
-_DATASET = flags.DEFINE_string(
-    "dataset",
-    None,
-    "Dataset descriptor for --saved_model runs (classes, colours).",
-    allow_override=True,
-)
-_NO_VIDEO = flags.DEFINE_bool("no_video", False, "Do not write overlay.mp4.")
-_MAX_FRAMES = flags.DEFINE_integer(
-    "max_frames", 0, "Stop after this many frames (0 = all).", allow_override=True
-)
+FLAGS = flags.FLAGS
 
 
-def main(argv: list[str]) -> None:
+def define_flags() -> None:
+    """Defines the CLI's flags (`run` calls this: importing the module defines none)."""
+    flags.DEFINE_string("config_file", None, "Experiment textproto.")
+    flags.DEFINE_string(
+        "checkpoint", None, "Checkpoint file or model_dir (latest checkpoint is used)."
+    )
+    flags.DEFINE_string(
+        "saved_model", None, "Exported SavedModel to run instead of --config_file/--checkpoint."
+    )
+    flags.DEFINE_string("input", None, "Video file or folder of frames.", required=True)
+    flags.DEFINE_string("output_dir", None, "Where outputs go.", required=True)
+    flags.DEFINE_enum(
+        "dataset",
+        None,
+        sorted(datasets.DATASETS),
+        "Dataset descriptor for --saved_model runs (classes, colours).",
+    )
+    flags.DEFINE_bool("no_video", False, "Do not write overlay.mp4.")
+    flags.DEFINE_integer("max_frames", 0, "Stop after this many frames (0 = all).")
+
+
+def main(argv: Sequence[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    if bool(_SAVED_MODEL.value) == bool(_CONFIG_FILE.value):
+    if bool(FLAGS.saved_model) == bool(FLAGS.config_file):
         raise app.UsageError("give either --config_file (with --checkpoint) or --saved_model")
-    if _SAVED_MODEL.value and not _DATASET.value:
-        raise app.UsageError("--saved_model needs --dataset (kitti_step, vipseg, ...)")
+    if FLAGS.saved_model and not FLAGS.dataset:
+        raise app.UsageError(f"--saved_model needs --dataset ({', '.join(datasets.DATASETS)})")
     summary = infer_lib.run_inference(
-        input_path=_INPUT.value,
-        output_dir=_OUTPUT_DIR.value,
-        config_file=_CONFIG_FILE.value,
-        checkpoint=_CHECKPOINT.value,
-        saved_model=_SAVED_MODEL.value,
-        dataset=_DATASET.value,
-        write_video=not _NO_VIDEO.value,
-        max_frames=_MAX_FRAMES.value,
+        input_path=FLAGS.input,
+        output_dir=FLAGS.output_dir,
+        config_file=FLAGS.config_file,
+        checkpoint=FLAGS.checkpoint,
+        saved_model=FLAGS.saved_model,
+        dataset=FLAGS.dataset,
+        write_video=not FLAGS.no_video,
+        max_frames=FLAGS.max_frames,
     )
     logging.info("Done: %s", summary)
 
 
 def run() -> None:
     """Console-script entry point (`deeplab-video-infer`)."""
-    app.run(main)
+    define_flags()
+    entry_point.run(main)
 
 
 if __name__ == "__main__":

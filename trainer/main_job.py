@@ -19,23 +19,11 @@ from collections.abc import Iterable, Iterator
 import numpy as np
 from absl import app, flags, logging
 
-from deeplab_video import config
+from deeplab_video import config, entry_point
 from deeplab_video.data import datasets, sequence_reader, synthetic
 from deeplab_video.protos import config_pb2
 from deeplab_video.trainer import evaluator, train_lib
 
-_CONFIG_FILE = flags.DEFINE_string(
-    "config_file",
-    "configs/synthetic/tiny_near_online.textproto",
-    "Experiment textproto.",
-    allow_override=True,
-)
-_MODEL_DIR = flags.DEFINE_string(
-    "model_dir",
-    None,
-    "Checkpoints and results (default experiments/<experiment_name>).",
-    allow_override=True,
-)
 # Metrics of the results table, in order.
 TABLE_METRICS = ("STQ", "AQ", "IoU", "VPQ", "VPQ_thing", "VPQ_stuff", "PQ")
 
@@ -132,11 +120,22 @@ def run_main_job(config_file: str, model_dir: str | None = None) -> dict[str, di
     return summary
 
 
+def define_flags() -> None:
+    """Defines the job's flags (only when run: importing the module defines none)."""
+    flags.DEFINE_string(
+        "config_file", "configs/synthetic/tiny_near_online.textproto", "Experiment textproto."
+    )
+    flags.DEFINE_string(
+        "model_dir", None, "Checkpoints and results (default experiments/<experiment_name>)."
+    )
+
+
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    run_main_job(_CONFIG_FILE.value, _MODEL_DIR.value)
+    run_main_job(flags.FLAGS.config_file, flags.FLAGS.model_dir)
 
 
 if __name__ == "__main__":
-    app.run(main)
+    define_flags()
+    entry_point.run(main)

@@ -8,7 +8,9 @@
   clip, its ground truth and the current model's prediction, coloured with the dataset's
   colour map (deeplab_video.post_processing.visualization).
 - Log lines (`ProgressLogger`, every `log_every_steps`): step, losses, learning rate,
-  steps/s and the estimated time to the last step.
+  steps/s and the estimated time to the last step. `log_orbit_messages_once` keeps the
+  orbit controller from printing its messages besides logging them, and from logging a
+  second line (its per-loop output) per interval.
 
 `loop_lengths` makes every loop end on each of these intervals (and on checkpoint steps),
 so an interval never falls inside a loop.
@@ -69,6 +71,32 @@ class IntervalSummaryManager(orbit.utils.SummaryManager):
     def write_summaries(self, summary_dict: Mapping[str, object]) -> None:
         if int(self._step.numpy()) % self._interval == 0:
             super().write_summaries(summary_dict)
+
+
+def log_orbit_messages_once() -> None:
+    """Routes the orbit controller's messages through absl logging only, once each.
+
+    orbit.Controller logs every message (restores, checkpoints, train / eval progress) and
+    prints it to stdout as well. The messages that carry a loop's outputs repeat what
+    `ProgressLogger` and the evaluator's report already log, so they show only at
+    --verbosity=1. Safe to call more than once.
+
+    Raises:
+        AttributeError: orbit no longer has the message function this replaces.
+    """
+    if not callable(getattr(orbit.controller, "_log", None)):
+        raise AttributeError("orbit.controller._log is gone; see log_orbit_messages_once")
+    orbit.controller._log = _log_orbit_message
+
+
+def _log_orbit_message(message: str) -> None:
+    if "| output:" in message:
+        logging.vlog(1, message)
+    else:
+        logging.info(message)
+
+
+logging.ABSLLogger.register_frame_to_skip(__file__, _log_orbit_message.__name__)
 
 
 class ProgressLogger:

@@ -13,27 +13,31 @@ from collections.abc import Sequence
 
 from absl import app, flags, logging
 
-from deeplab_video import config
+from deeplab_video import config, entry_point
 from deeplab_video.trainer import train_lib
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string(
-    "config_file", None, "Experiment textproto (see configs/).", allow_override=True
-)
-flags.DEFINE_enum("mode", "train", list(train_lib.MODES), "What to run.")
-flags.DEFINE_string(
-    "model_dir", None, "Checkpoints, summaries and results go here.", allow_override=True
-)
-flags.DEFINE_integer(
-    "num_gpus", None, "GPUs to use; more than 1 selects the mirrored strategy (default: config)."
-)
-flags.DEFINE_string("master", None, "TPU address; selects the TPU strategy (default: config).")
-flags.DEFINE_enum(
-    "strategy",
-    None,
-    list(config.STRATEGIES),
-    "Overrides trainer_options.distribution.strategy.",
-)
+
+
+def define_flags() -> None:
+    """Defines the CLI's flags (`run` calls this: importing the module defines none)."""
+    flags.DEFINE_string("config_file", None, "Experiment textproto (see configs/).", required=True)
+    flags.DEFINE_enum("mode", "train", list(train_lib.MODES), "What to run.")
+    flags.DEFINE_string(
+        "model_dir", None, "Checkpoints, summaries and results go here.", required=True
+    )
+    flags.DEFINE_integer(
+        "num_gpus",
+        None,
+        "GPUs to use; more than 1 selects the mirrored strategy (default: config).",
+    )
+    flags.DEFINE_string("master", None, "TPU address; selects the TPU strategy (default: config).")
+    flags.DEFINE_enum(
+        "strategy",
+        None,
+        list(config.STRATEGIES),
+        "Overrides trainer_options.distribution.strategy.",
+    )
 
 
 def main(argv: Sequence[str]) -> None:
@@ -59,8 +63,8 @@ def main(argv: Sequence[str]) -> None:
 
 def run() -> None:
     """Console entry point (`deeplab-video-train`)."""
-    flags.mark_flags_as_required(["config_file", "model_dir"])
-    app.run(main)
+    define_flags()
+    entry_point.run(main)
 
 
 if __name__ == "__main__":

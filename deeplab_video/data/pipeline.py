@@ -47,9 +47,11 @@ evaluation always and in training when options.deterministic is set (then shuffl
 augmentation are seeded with options.seed).
 """
 
+import atexit
 import collections
 import dataclasses
 import functools
+import gc
 from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
@@ -59,6 +61,14 @@ from absl import logging
 from deeplab_video import common
 from deeplab_video.data import clip_parser, tfrecord
 from deeplab_video.protos import dataset_pb2
+
+# An iterator over a from_generator dataset must be destroyed while Python can still run
+# the generator. Left to the collection at interpreter exit (as anything reachable only
+# through a reference cycle is, e.g. a trainer's iterator), its destructor waits forever
+# for a prefetch thread caught inside the generator, and the process hangs after its last
+# step; otherwise tf.data warns "Error occurred when finalizing GeneratorDataset iterator".
+# Collecting at exit, before the interpreter shuts down, destroys such iterators in time.
+atexit.register(gc.collect)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -10,40 +10,39 @@ checkpoint); without it the export holds freshly initialised weights. See the RE
 serving section for the signatures.
 """
 
+from collections.abc import Sequence
+
 from absl import app, flags, logging
 
-from deeplab_video import config
+from deeplab_video import config, entry_point
 from deeplab_video.export import export_lib
 
-_CONFIG_FILE = flags.DEFINE_string(
-    "config_file", None, "Experiment textproto.", required=True, allow_override=True
-)
-_CHECKPOINT = flags.DEFINE_string(
-    "checkpoint",
-    None,
-    "Checkpoint prefix or model_dir (latest checkpoint); default: none.",
-    allow_override=True,
-)
-_OUTPUT_DIR = flags.DEFINE_string(
-    "output_dir",
-    None,
-    "Directory the SavedModel is written to.",
-    required=True,
-    allow_override=True,
-)
+FLAGS = flags.FLAGS
 
 
-def main(argv: list[str]) -> None:
+def define_flags() -> None:
+    """Defines the CLI's flags (`run` calls this: importing the module defines none)."""
+    flags.DEFINE_string("config_file", None, "Experiment textproto.", required=True)
+    flags.DEFINE_string(
+        "checkpoint", None, "Checkpoint prefix or model_dir (latest checkpoint); default: none."
+    )
+    flags.DEFINE_string(
+        "output_dir", None, "Directory the SavedModel is written to.", required=True
+    )
+
+
+def main(argv: Sequence[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    options = config.load_config(_CONFIG_FILE.value)
-    logging.info("Exporting %s", options.experiment_name or _CONFIG_FILE.value)
-    export_lib.export_saved_model(options, _OUTPUT_DIR.value, _CHECKPOINT.value)
+    options = config.load_config(FLAGS.config_file)
+    logging.info("Exporting %s", options.experiment_name or FLAGS.config_file)
+    export_lib.export_saved_model(options, FLAGS.output_dir, FLAGS.checkpoint)
 
 
 def run() -> None:
     """Console-script entry point (`deeplab-video-export`)."""
-    app.run(main)
+    define_flags()
+    entry_point.run(main)
 
 
 if __name__ == "__main__":

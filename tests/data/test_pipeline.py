@@ -1,6 +1,9 @@
 """Tests for deeplab_video.data.pipeline: clip grouping, element contract, eval padding."""
 
+import os
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -9,6 +12,7 @@ import tensorflow as tf
 from deeplab_video import common
 from deeplab_video.data import pipeline, synthetic, tfrecord
 from deeplab_video.protos import dataset_pb2
+from tests import conftest
 
 CROP = (33, 65)
 VOID = 255 * 1000
@@ -359,3 +363,47 @@ def test_missing_files_and_bad_options(tmp_path):
     del options.crop_size[:]
     with pytest.raises(ValueError, match="crop_size"):
         pipeline.build_clip_dataset(options, False)
+
+
+_EXIT_SCRIPT = """
+import sys, time
+from deeplab_video.data import pipeline
+from deeplab_video.protos import dataset_pb2
+
+read = pipeline.iter_frames
+
+
+def slow_frames(paths):  # keeps a prefetch thread inside the generator at exit
+    for frame in read(paths):
+        time.sleep(0.05)
+        yield frame
+
+
+pipeline.iter_frames = slow_frames
+options = dataset_pb2.DatasetOptions(
+    dataset="synthetic", file_pattern=[sys.argv[1]], crop_size=[33, 65], clip_length=2,
+    batch_size=2, shuffle_buffer_size=2,
+)
+
+
+class Trainer:  # holds its iterator in a reference cycle, as orbit's trainer does
+    def __init__(self):
+        self.me = self
+        self.iterator = iter(pipeline.build_clip_dataset(options, is_training=True))
+
+
+next(Trainer().iterator)
+print("last step done", flush=True)
+"""
+
+
+@pytest.mark.slow
+def test_process_exits_with_an_iterator_left_in_a_reference_cycle(dataset_dir, tmp_path):
+    script = tmp_path / "exit.py"
+    script.write_text(_EXIT_SCRIPT)
+    command = [sys.executable, str(script), os.path.join(dataset_dir, "train-*.tfrecord")]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(conftest.REPO_ROOT)}
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "last step done" in result.stdout
+    assert "GeneratorDataset" not in result.stderr

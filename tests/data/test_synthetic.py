@@ -8,7 +8,7 @@ import os
 import cv2
 import numpy as np
 import pytest
-from absl import app, flags
+from absl import app
 
 from deeplab_video.data import datasets, synthetic, synthetic_cli, synthetic_crowd, tfrecord
 
@@ -172,9 +172,9 @@ def test_written_files_hold_the_generated_videos(tmp_path):
         assert (root / name).read_bytes() == (again / name).read_bytes()
 
 
-def test_cli_generates_the_dataset(tmp_path):
-    argv = [
-        "deeplab-video-synthetic",
+def test_cli_generates_the_dataset(tmp_path, cli_flags):
+    cli_flags(
+        synthetic_cli,
         f"--output_dir={tmp_path / 'cli'}",
         "--num_train_sequences=1",
         "--num_val_sequences=1",
@@ -185,12 +185,8 @@ def test_cli_generates_the_dataset(tmp_path):
         "--num_train_shards=1",
         "--num_val_shards=1",
         "--nowrite_pngs",
-    ]
-    flags.FLAGS(argv)
-    try:
-        synthetic_cli.main([argv[0]])
-    finally:
-        flags.FLAGS.unparse_flags()
+    )
+    synthetic_cli.main(["deeplab-video-synthetic"])
     assert sorted(os.listdir(tmp_path / "cli")) == [
         "synthetic_dataset.json",
         "train-00000-of-00001.tfrecord",
@@ -200,29 +196,32 @@ def test_cli_generates_the_dataset(tmp_path):
         synthetic_cli.main(["prog", "extra"])
 
 
-def _run_cli(*args):
-    flags.FLAGS(["deeplab-video-synthetic", *args])
-    try:
+@pytest.fixture
+def run_cli(cli_flags):
+    """Runs the CLI's main with the given flags."""
+
+    def run(*args):
+        cli_flags(synthetic_cli, *args)
         synthetic_cli.main(["deeplab-video-synthetic"])
-    finally:
-        flags.FLAGS.unparse_flags()
+
+    return run
 
 
-def test_cli_generates_the_crowd_split_with_its_own_defaults(tmp_path, monkeypatch):
+def test_cli_generates_the_crowd_split_with_its_own_defaults(tmp_path, monkeypatch, run_cli):
     written = {}
     monkeypatch.setattr(
         synthetic_crowd,
         "ensure_crowd_dataset",
         lambda output_dir, config: written.update(dir=output_dir, config=config),
     )
-    _run_cli("--splits=crowd", f"--output_dir={tmp_path}", "--seed=5", "--crowd_objects=3")
+    run_cli("--splits=crowd", f"--output_dir={tmp_path}", "--seed=5", "--crowd_objects=3")
     assert written["dir"] == str(tmp_path)
     # Unset flags keep the crowd's defaults (not the train / val ones); fewer objects than
     # the default minimum lower the minimum too.
     assert written["config"] == dataclasses.replace(
         synthetic_crowd.CrowdConfig(), seed=5, max_objects=3, min_objects=3
     )
-    _run_cli(
+    run_cli(
         "--splits=crowd",
         f"--output_dir={tmp_path / 'real'}",
         "--num_crowd_sequences=1",
@@ -245,9 +244,9 @@ def test_cli_generates_the_crowd_split_with_its_own_defaults(tmp_path, monkeypat
         (["--splits=crowd", "--crowd_objects=1"], "min_objects"),
     ],
 )
-def test_cli_rejects_mixed_splits_and_foreign_flags(tmp_path, args, message):
+def test_cli_rejects_mixed_splits_and_foreign_flags(tmp_path, args, message, run_cli):
     with pytest.raises(app.UsageError, match=message):
-        _run_cli(f"--output_dir={tmp_path}", *args)
+        run_cli(f"--output_dir={tmp_path}", *args)
 
 
 def test_default_split_is_quick_enough_to_generate_on_demand():

@@ -1,7 +1,8 @@
-"""Flags and the run loop shared by the dataset converter CLIs (kitti_step_cli, vipseg_cli).
+"""What the dataset converter CLIs (kitti_step_cli, vipseg_cli, ...) share: flags and run.
 
-Importing this module defines the flags every converter takes; each dataset's CLI adds
-the flag of its dataset root and calls `convert_from_flags`.
+Each converter CLI's `define_flags` defines its dataset-root flag, calls `define_flags`
+here for the flags every converter takes and adopts them as its own (so its --help lists
+them); its `main` calls `convert_from_flags`. Importing this module defines no flag.
 """
 
 from collections.abc import Callable
@@ -9,29 +10,32 @@ from collections.abc import Callable
 from absl import app, flags, logging
 
 from deeplab_video.data import tfrecord
-from deeplab_video.data.converters import common
 
-_OUTPUT_DIR = flags.DEFINE_string(
-    "output_dir",
-    None,
-    "Directory of the TFRecord shards (created if needed).",
-    required=True,
-    allow_override=True,
-)
-_SPLITS = flags.DEFINE_list(
-    "splits",
-    ["train", "val"],
-    "Splits to convert. 'test' has no labels: its records get all-void labels.",
-)
-_NUM_SHARDS = flags.DEFINE_integer(
-    "num_shards", 10, "Most shards per split; a sequence never spans two shards.", lower_bound=1
-)
-_IMAGE_FORMAT = flags.DEFINE_enum(
-    "image_format",
-    None,
-    list(tfrecord.IMAGE_FORMATS),
-    "Format of the stored frames; unset keeps each source file's format.",
-)
+FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+    """Defines --output_dir, --splits, --num_shards and --image_format."""
+    flags.DEFINE_string(
+        "output_dir", None, "Directory of the TFRecord shards (created if needed).", required=True
+    )
+    flags.DEFINE_list(
+        "splits",
+        ["train", "val"],
+        "Splits to convert. 'test' has no labels: its records get all-void labels.",
+    )
+    flags.DEFINE_integer(
+        "num_shards",
+        10,
+        "Most shards per split; a sequence never spans two shards.",
+        lower_bound=1,
+    )
+    flags.DEFINE_enum(
+        "image_format",
+        None,
+        list(tfrecord.IMAGE_FORMATS),
+        "Format of the stored frames; unset keeps each source file's format.",
+    )
 
 
 def convert_from_flags(argv: list[str], convert: Callable[..., dict[str, list[str]]], **kwargs):
@@ -44,21 +48,17 @@ def convert_from_flags(argv: list[str], convert: Callable[..., dict[str, list[st
 
     Raises:
         app.UsageError: extra command-line arguments.
-        SystemExit: the conversion failed (the error is logged; nothing of the failed
-            split is left in the output directory).
+        common.ConversionError: the conversion failed (nothing of the failed split is left
+            in the output directory).
     """
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    try:
-        paths = convert(
-            output_dir=_OUTPUT_DIR.value,
-            splits=_SPLITS.value,
-            num_shards=_NUM_SHARDS.value,
-            image_format=_IMAGE_FORMAT.value,
-            **kwargs,
-        )
-    except common.ConversionError as e:
-        logging.error("Conversion failed: %s", e)
-        raise SystemExit(1) from e
+    paths = convert(
+        output_dir=FLAGS.output_dir,
+        splits=FLAGS.splits,
+        num_shards=FLAGS.num_shards,
+        image_format=FLAGS.image_format,
+        **kwargs,
+    )
     for split, shards in paths.items():
         logging.info("%s: %d shards, e.g. %s", split, len(shards), shards[0])

@@ -7,22 +7,34 @@ r"""Converts KITTI-STEP (DeepLab2's layout) to deeplab-video TFRecord shards.
 
 from collections.abc import Sequence
 
-from absl import app, flags
+from absl import flags
 
+from deeplab_video import entry_point
 from deeplab_video.data.converters import cli, kitti_step
 
-_ROOT = flags.DEFINE_string(
-    "kitti_step_root", None, "KITTI-STEP root holding images/ and panoptic_maps/.", required=True
-)
+FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+    """Defines the CLI's flags (`run` calls this: importing the module defines none)."""
+    flags.DEFINE_string(
+        "kitti_step_root",
+        None,
+        "KITTI-STEP root holding images/ and panoptic_maps/.",
+        required=True,
+    )
+    cli.define_flags()
+    flags.adopt_module_key_flags(cli)
 
 
 def main(argv: Sequence[str]) -> None:
-    cli.convert_from_flags(list(argv), kitti_step.convert, root=_ROOT.value)
+    cli.convert_from_flags(list(argv), kitti_step.convert, root=FLAGS.kitti_step_root)
 
 
 def run() -> None:
     """Console-script entry point (deeplab-video-convert-kitti-step)."""
-    app.run(main)
+    define_flags()
+    entry_point.run(main)
 
 
 if __name__ == "__main__":
