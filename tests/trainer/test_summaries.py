@@ -3,6 +3,7 @@
 import logging
 
 import numpy as np
+import orbit
 import pytest
 import tensorflow as tf
 
@@ -83,3 +84,21 @@ def test_image_summaries(tmp_path):
     assert len(images) == 2 + 2  # width and height strings, then one PNG per frame
     decoded = tf.io.decode_png(images[2]).numpy()
     np.testing.assert_array_equal(decoded[0, 0], descriptor.colormap[0])
+
+
+def test_orbit_messages_are_logged_once_and_loop_outputs_only_when_verbose(
+    caplog, capsys, monkeypatch
+):
+    monkeypatch.setattr(orbit.controller, "_log", orbit.controller._log)  # Restored after.
+    summaries.log_orbit_messages_once()
+    summaries.log_orbit_messages_once()
+    with caplog.at_level(logging.INFO):
+        orbit.controller._log("saved checkpoint to /tmp/model/ckpt-100.")
+        orbit.controller._log("train | step:    100 | steps/sec:    1.6 | output: {'loss': 1}")
+    assert [record.getMessage() for record in caplog.records] == [
+        "saved checkpoint to /tmp/model/ckpt-100."
+    ]
+    with caplog.at_level(logging.DEBUG):
+        orbit.controller._log(" eval | step:    200 | eval time:   12.8 sec | output: {}")
+    assert caplog.records[-1].getMessage().startswith(" eval | step:")
+    assert capsys.readouterr().out == ""
