@@ -120,8 +120,8 @@ def _convnext(rest: str, shape: weight_mapping.Shape) -> tuple[str, LayoutChange
     if match:
         stage, block, module, param = match.groups()
         path = f"backbone/stages/{stage}/layer_with_weights-{block}"
-        if module == "gamma" and param is None:
-            return f"{path}/layer_scale", _reshape
+        if param is None:
+            return (f"{path}/layer_scale", _reshape) if module == "gamma" else None
         if module == "dwconv":
             return f"{path}/depthwise_conv/{'kernel' if param == 'weight' else 'bias'}", (
                 _conv if param == "weight" else _reshape
