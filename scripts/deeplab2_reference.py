@@ -12,7 +12,8 @@ and writes its outputs on one random image:
 
 Outputs in output_dir: `ckpt-1.*` (the checkpoint), `reference.npz` with `image` uint8
 [H, W, 3], `class_logits` float32 [N, C + 1], `mask_logits` float32 [h, w, N] (the
-pixel-space mask logits at the decoder's finest stride), and `variables.json`, the
+pixel-space mask logits at the decoder's finest stride), `layer_class_logits` float32
+[layers, N, C + 1] (each decoder layer's predictions), and `variables.json`, the
 checkpoint's variable names and shapes. This script imports only TensorFlow (<= 2.15,
 Keras 2) and DeepLab2; scripts/deeplab2_parity.py runs it and compares our network.
 """
@@ -89,6 +90,10 @@ def main(argv: list[str]) -> None:
         shape = variable.shape.as_list()
         variable.assign(_random_value(variable.name, shape, rng).astype(np.float32))
     outputs = model(inputs, training=False, post_processing=False)
+    # The per-layer predictions of the decoder (dropped by DeepLab2's inference path).
+    layers = model._forward_step(inputs / 127.5 - 1.0, training=False)[  # noqa: SLF001
+        common.PRED_AUXILIARY_OUTPUTS
+    ]
 
     os.makedirs(_OUTPUT_DIR.value, exist_ok=True)
     global_step = tf.Variable(1, dtype=tf.int64)
@@ -102,6 +107,9 @@ def main(argv: list[str]) -> None:
         image=image,
         class_logits=outputs[common.PRED_TRANSFORMER_CLASS_LOGITS_KEY][0].numpy(),
         mask_logits=outputs[common.PRED_PIXEL_SPACE_MASK_LOGITS_KEY][0].numpy(),
+        layer_class_logits=np.stack(
+            [layer[common.PRED_TRANSFORMER_CLASS_LOGITS_KEY][0].numpy() for layer in layers]
+        ),
     )
     print(f"wrote {prefix} ({len(shapes)} checkpoint tensors)")
 
