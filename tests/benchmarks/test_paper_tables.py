@@ -172,9 +172,11 @@ def test_run_trains_once_and_evaluates_only_what_changed(tmp_path, monkeypatch, 
     assert calls == {"train": [], "eval": []}
     paper_tables.run(output_dir, cross_attentions=["kmeans"], taus=(1, 5, 1000), **arguments)
     assert calls["train"] == [] and len(calls["eval"]) == 2
+    paper_tables.run(output_dir, cross_attentions=["softmax"], reevaluate=True, **arguments)
+    assert calls["train"] == [] and len(calls["eval"]) == 4
     arguments["steps"] = 6
     paper_tables.run(output_dir, cross_attentions=["kmeans"], **arguments)
-    assert calls["train"] == ["kmeans"] and len(calls["eval"]) == 4
+    assert calls["train"] == ["kmeans"] and len(calls["eval"]) == 6
     assert len(list((tmp_path / "out" / "models").iterdir())) == 4
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert np.isfinite(manifest["train/kmeans"]["seconds"])
