@@ -207,6 +207,200 @@ def _insert_slots(state: MemoryState, touched: tf.Tensor, insert: tf.Tensor) -> 
     return tf.where(insert & (rank < available), slots, -1)
 
 
+class _Decoded(NamedTuple):
+    """Steps 1-4 of one update: where every detection goes, and its track id.
+
+    Attributes:
+      update_slot: int32 [N], the entry a stitched or matched detection updates, or -1.
+      insert: bool [N], detections that become new entries.
+      track_ids: int32 [N], every detection's track id (-1 on padding rows).
+      next_id: int32 [], the next new track id after this step.
+      matching_space: int32 [], M * N of the decoding step.
+    """
+
+    update_slot: tf.Tensor
+    insert: tf.Tensor
+    track_ids: tf.Tensor
+    next_id: tf.Tensor
+    matching_space: tf.Tensor
+
+
+def _find_stitched_entries(
+    state: MemoryState, stitched: tf.Tensor, stitched_ids: tf.Tensor
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """Step 1: the entry of each stitched detection's id.
+
+    Returns:
+      slot: int32 [N], the entry holding the detection's stitched id, or -1.
+      claimed: bool [M], entries a stitched detection holds (not decoded against).
+    """
+    same_id = (
+        stitched[:, tf.newaxis]
+        & state.valid[tf.newaxis, :]
+        & tf.equal(stitched_ids[:, tf.newaxis], state.ids[tf.newaxis, :])
+    )
+    found = tf.reduce_any(same_id, axis=1)
+    slot = tf.where(found, tf.argmax(tf.cast(same_id, tf.int32), axis=1, output_type=tf.int32), -1)
+    return slot, tf.reduce_any(same_id, axis=0)
+
+
+def _match_to_entries(
+    state: MemoryState,
+    boxes: tf.Tensor,
+    embeddings: tf.Tensor,
+    classes: tf.Tensor,
+    decode: tf.Tensor,
+    candidates: tf.Tensor,
+    params: MemoryParams,
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """Steps 2-3: scores against the candidate entries, thresholds and assignment.
+
+    Returns:
+      matched_slot: int32 [N], the entry each decoded detection matched, or -1.
+      matching_space: int32 [], candidate entries times decoded detections (0 for "none").
+    """
+    if params.kind == "none":
+        return tf.fill(tf.shape(decode), -1), tf.constant(0, tf.int32)
+    scores = memory_matching.association_scores(
+        boxes,
+        embeddings,
+        state.boxes,
+        state.embeddings,
+        location_aware=params.kind == "location_aware",
+        squared_distance=params.box_distance == "squared_l2",
+        temperature=params.temperature,
+    )
+    allowed = (
+        decode[:, tf.newaxis] & candidates[tf.newaxis, :] & (scores >= params.similarity_threshold)
+    )
+    if params.class_check:
+        allowed &= tf.equal(classes[:, tf.newaxis], state.classes[tf.newaxis, :])
+    matching_space = tf.reduce_sum(tf.cast(candidates, tf.int32)) * tf.reduce_sum(
+        tf.cast(decode, tf.int32)
+    )
+    return memory_matching.assign(scores, allowed, params.assignment), matching_space
+
+
+def _assign_track_ids(
+    state: MemoryState,
+    valid: tf.Tensor,
+    stitched: tf.Tensor,
+    stitched_ids: tf.Tensor,
+    new: tf.Tensor,
+    matched_slot: tf.Tensor,
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """Step 4: stitched detections keep their id, matched take the entry's, new count up.
+
+    Returns:
+      track_ids: int32 [N] (-1 on padding rows).
+      next_id: int32 [], the next new track id.
+    """
+    base_id = tf.reduce_max(
+        tf.concat([[state.next_id], tf.where(stitched, stitched_ids + 1, 0)], axis=0)
+    )
+    new_ids = base_id + tf.cumsum(tf.cast(new, tf.int32), exclusive=True)
+    track_ids = tf.where(
+        stitched,
+        stitched_ids,
+        tf.where(matched_slot >= 0, tf.gather(state.ids, tf.maximum(matched_slot, 0)), new_ids),
+    )
+    next_id = base_id + tf.reduce_sum(tf.cast(new, tf.int32))
+    return tf.where(valid, track_ids, -1), next_id
+
+
+def _decode(
+    state: MemoryState,
+    boxes: tf.Tensor,
+    embeddings: tf.Tensor,
+    classes: tf.Tensor,
+    stitched_ids: tf.Tensor,
+    valid: tf.Tensor,
+    params: MemoryParams,
+) -> _Decoded:
+    """Steps 1-4 of the module docstring."""
+    stitched = valid & (stitched_ids >= 0)
+    stitched_slot, claimed = _find_stitched_entries(state, stitched, stitched_ids)
+    decode = valid & ~stitched
+    candidates = state.valid & ~claimed
+    matched_slot, matching_space = _match_to_entries(
+        state, boxes, embeddings, classes, decode, candidates, params
+    )
+    new = decode & (matched_slot < 0)
+    track_ids, next_id = _assign_track_ids(state, valid, stitched, stitched_ids, new, matched_slot)
+    remembered = new
+    if params.new_object_insertion == "when_no_candidates":
+        remembered &= ~tf.reduce_any(candidates)
+    return _Decoded(
+        update_slot=tf.where(stitched, stitched_slot, matched_slot),
+        insert=(stitched & (stitched_slot < 0)) | remembered,
+        track_ids=track_ids,
+        next_id=next_id,
+        matching_space=matching_space,
+    )
+
+
+def _slot_writers(state: MemoryState, decoded: _Decoded) -> tuple[tf.Tensor, tf.Tensor]:
+    """Step 6: which detection writes each slot (updates first, then insertions).
+
+    Returns:
+      writer: int32 [M], the detection written into each slot, or -1.
+      inserted: bool [M], slots that receive a new entry.
+    """
+    num_slots = tf.shape(state.valid)[0]
+    touched = tf.reduce_any(
+        tf.equal(decoded.update_slot[:, tf.newaxis], tf.range(num_slots)), axis=0
+    )
+    insert_slot = _insert_slots(state, touched, decoded.insert)
+    writer = _slot_owner(
+        tf.where(decoded.update_slot >= 0, decoded.update_slot, insert_slot), num_slots
+    )
+    return writer, _rows_of_writers(decoded.insert, writer)
+
+
+def _encode(
+    state: MemoryState,
+    writer: tf.Tensor,
+    inserted: tf.Tensor,
+    boxes: tf.Tensor,
+    embeddings: tf.Tensor,
+    classes: tf.Tensor,
+    decoded: _Decoded,
+    frame_index: tf.Tensor,
+    params: MemoryParams,
+) -> MemoryState:
+    """Step 5: written entries take the detection (momentum-averaged), the others move at
+    constant velocity; entries unseen for more than refresh_frames expire."""
+    written = writer >= 0
+    new_boxes = _rows_of_writers(boxes, writer)
+    new_embeddings = _rows_of_writers(embeddings, writer)
+    averaged = params.momentum * state.embeddings + (1.0 - params.momentum) * new_embeddings
+    column = written[:, tf.newaxis]
+    propagated = state.valid[:, tf.newaxis]
+    last_seen = tf.where(written, frame_index, state.last_seen)
+    return MemoryState(
+        embeddings=tf.where(
+            column,
+            tf.where(inserted[:, tf.newaxis], new_embeddings, averaged),
+            state.embeddings,
+        ),
+        boxes=tf.where(
+            column,
+            new_boxes,
+            tf.where(propagated, 2.0 * state.boxes - state.previous_boxes, state.boxes),
+        ),
+        previous_boxes=tf.where(
+            column,
+            tf.where(inserted[:, tf.newaxis], new_boxes, state.boxes),
+            tf.where(propagated, state.boxes, state.previous_boxes),
+        ),
+        classes=tf.where(written, _rows_of_writers(classes, writer), state.classes),
+        ids=tf.where(written, _rows_of_writers(decoded.track_ids, writer), state.ids),
+        last_seen=last_seen,
+        valid=(written | state.valid) & (frame_index - last_seen <= params.refresh_frames),
+        next_id=decoded.next_id,
+    )
+
+
 def update(
     state: MemoryState,
     boxes: tf.Tensor,
@@ -241,99 +435,9 @@ def update(
     stitched_ids = tf.convert_to_tensor(stitched_ids, tf.int32)
     valid = tf.convert_to_tensor(valid, tf.bool)
     frame_index = tf.convert_to_tensor(frame_index, tf.int32)
-    num_slots = tf.shape(state.valid)[0]
-
-    # 1. Stitched objects find (or will insert) their entry.
-    stitched = valid & (stitched_ids >= 0)
-    same_id = (
-        stitched[:, tf.newaxis]
-        & state.valid[tf.newaxis, :]
-        & tf.equal(stitched_ids[:, tf.newaxis], state.ids[tf.newaxis, :])
+    decoded = _decode(state, boxes, embeddings, classes, stitched_ids, valid, params)
+    writer, inserted = _slot_writers(state, decoded)
+    new_state = _encode(
+        state, writer, inserted, boxes, embeddings, classes, decoded, frame_index, params
     )
-    stitched_found = tf.reduce_any(same_id, axis=1)
-    stitched_slot = tf.where(
-        stitched_found, tf.argmax(tf.cast(same_id, tf.int32), axis=1, output_type=tf.int32), -1
-    )
-    claimed = tf.reduce_any(same_id, axis=0)
-
-    # 2-3. Decode the rest against the unclaimed entries.
-    decode = valid & ~stitched
-    candidates = state.valid & ~claimed
-    scores = memory_matching.association_scores(
-        boxes,
-        embeddings,
-        state.boxes,
-        state.embeddings,
-        location_aware=params.kind == "location_aware",
-        squared_distance=params.box_distance == "squared_l2",
-        temperature=params.temperature,
-    )
-    allowed = (
-        decode[:, tf.newaxis] & candidates[tf.newaxis, :] & (scores >= params.similarity_threshold)
-    )
-    if params.class_check:
-        allowed &= tf.equal(classes[:, tf.newaxis], state.classes[tf.newaxis, :])
-    if params.kind == "none":
-        matched_slot = tf.fill(tf.shape(valid), -1)
-        matching_space = tf.constant(0, tf.int32)
-    else:
-        matched_slot = memory_matching.assign(scores, allowed, params.assignment)
-        matching_space = tf.reduce_sum(tf.cast(candidates, tf.int32)) * tf.reduce_sum(
-            tf.cast(decode, tf.int32)
-        )
-    matched = matched_slot >= 0
-
-    # 4. Ids: stitched keep theirs, matched take the entry's, the rest count up.
-    base_id = tf.reduce_max(
-        tf.concat([[state.next_id], tf.where(stitched, stitched_ids + 1, 0)], axis=0)
-    )
-    new = decode & ~matched
-    new_ids = base_id + tf.cumsum(tf.cast(new, tf.int32), exclusive=True)
-    track_ids = tf.where(
-        stitched,
-        stitched_ids,
-        tf.where(matched, tf.gather(state.ids, tf.maximum(matched_slot, 0)), new_ids),
-    )
-    track_ids = tf.where(valid, track_ids, -1)
-    next_id = base_id + tf.reduce_sum(tf.cast(new, tf.int32))
-
-    # 5-6. Encode: write updated and inserted entries, propagate the others, expire.
-    update_slot = tf.where(stitched, stitched_slot, matched_slot)
-    touched = tf.reduce_any(tf.equal(update_slot[:, tf.newaxis], tf.range(num_slots)), axis=0)
-    remembered = new
-    if params.new_object_insertion == "when_no_candidates":
-        remembered &= ~tf.reduce_any(candidates)
-    insert = (stitched & ~stitched_found) | remembered
-    insert_slot = _insert_slots(state, touched, insert)
-    writer = _slot_owner(tf.where(update_slot >= 0, update_slot, insert_slot), num_slots)
-    written = writer >= 0
-    inserted = _rows_of_writers(insert, writer)
-    new_boxes = _rows_of_writers(boxes, writer)
-    new_embeddings = _rows_of_writers(embeddings, writer)
-    averaged = params.momentum * state.embeddings + (1.0 - params.momentum) * new_embeddings
-    column = written[:, tf.newaxis]
-    propagated = state.valid[:, tf.newaxis]
-    last_seen = tf.where(written, frame_index, state.last_seen)
-    new_state = MemoryState(
-        embeddings=tf.where(
-            column,
-            tf.where(inserted[:, tf.newaxis], new_embeddings, averaged),
-            state.embeddings,
-        ),
-        boxes=tf.where(
-            column,
-            new_boxes,
-            tf.where(propagated, 2.0 * state.boxes - state.previous_boxes, state.boxes),
-        ),
-        previous_boxes=tf.where(
-            column,
-            tf.where(inserted[:, tf.newaxis], new_boxes, state.boxes),
-            tf.where(propagated, state.boxes, state.previous_boxes),
-        ),
-        classes=tf.where(written, _rows_of_writers(classes, writer), state.classes),
-        ids=tf.where(written, _rows_of_writers(track_ids, writer), state.ids),
-        last_seen=last_seen,
-        valid=(written | state.valid) & (frame_index - last_seen <= params.refresh_frames),
-        next_id=next_id,
-    )
-    return new_state, track_ids, matching_space
+    return new_state, decoded.track_ids, decoded.matching_space
