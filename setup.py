@@ -36,6 +36,7 @@ setuptools.setup(
             "deeplab-video-eval=deeplab_video.evaluation.evaluate:run",
             "deeplab-video-infer=deeplab_video.trainer.infer:run",
             "deeplab-video-export=deeplab_video.export.export_model:run",
+            "deeplab-video-convert-checkpoint=deeplab_video.model.convert_checkpoint:run",
             "deeplab-video-synthetic=deeplab_video.data.synthetic_cli:run",
             "deeplab-video-convert-kitti-step=deeplab_video.data.converters.kitti_step_cli:run",
             "deeplab-video-convert-vipseg=deeplab_video.data.converters.vipseg_cli:run",

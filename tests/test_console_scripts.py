@@ -30,6 +30,11 @@ MISSING_INPUT = {
         "--output_dir={tmp}/out",
     ],
     "deeplab-video-export": ["--config_file={missing}", "--output_dir={tmp}/export"],
+    "deeplab-video-convert-checkpoint": [
+        "--source={missing}",
+        "--config_file=configs/synthetic/tiny_online.textproto",
+        "--output_dir={tmp}/converted",
+    ],
     # The generator reads nothing: its output folder cannot be made under a file.
     "deeplab-video-synthetic": ["--output_dir={file}/synthetic"],
     "deeplab-video-convert-kitti-step": ["--kitti_step_root={missing}", "--output_dir={tmp}/o"],
