@@ -16,6 +16,9 @@ Costs must be finite. Forbidden pairs should get a large but moderate constant (
 potentials lose precision when costs span more than about 1e4 times their resolution).
 """
 
+import functools
+from typing import NamedTuple
+
 import tensorflow as tf
 
 # Index stored for a row or column that has no partner (the longer side of a rectangle).
@@ -26,6 +29,129 @@ def _dim(tensor: tf.Tensor, axis: int) -> int | tf.Tensor:
     """Returns the static size of `axis` when known (XLA needs it), else the dynamic one."""
     size = tensor.shape[axis]
     return size if size is not None else tf.shape(tensor)[axis]
+
+
+class _Tree(NamedTuple):
+    """The shortest-path tree grown from one inserted row, for a batch of matrices.
+
+    Column and row 0 are the dummy pair; shapes are [batch] or [batch, cols + 1] /
+    [batch, rows + 1].
+    """
+
+    active: tf.Tensor  # bool [batch]: still growing (no free column reached yet).
+    col: tf.Tensor  # int32 [batch]: the column last added (the dummy column first).
+    distance: tf.Tensor  # float [batch, cols + 1]: shortest reduced distance.
+    previous: tf.Tensor  # int32 [batch, cols + 1]: predecessor column on the path.
+    col_in_tree: tf.Tensor  # bool [batch, cols + 1]
+    row_in_tree: tf.Tensor  # bool [batch, rows + 1]
+    row_potential: tf.Tensor  # float [batch, rows + 1]
+    col_potential: tf.Tensor  # float [batch, cols + 1]
+
+
+def _grow_tree(padded: tf.Tensor, col_owner: tf.Tensor, tree: _Tree) -> _Tree:
+    """One Dijkstra step on reduced costs: adds the closest column outside the tree.
+
+    Args:
+      padded: float [batch, rows + 1, cols + 1], the costs behind the dummy row and column.
+      col_owner: int32 [batch, cols + 1], the row owning each column (0: free).
+      tree: the tree so far; batch entries that stopped growing are left unchanged.
+    """
+    num_rows, num_cols = _dim(tree.row_in_tree, 1), _dim(tree.col_in_tree, 1)
+    infinity = tf.constant(float("inf"), padded.dtype)
+    col_in_tree = tree.col_in_tree | tf.one_hot(tree.col, num_cols, True, False)
+    owner = tf.gather(col_owner, tree.col, batch_dims=1)
+    row_in_tree = tree.row_in_tree | tf.one_hot(owner, num_rows, True, False)
+    reduced = (
+        tf.gather(padded, owner, batch_dims=1)
+        - tf.gather(tree.row_potential, owner, batch_dims=1)[:, tf.newaxis]
+        - tree.col_potential
+    )
+    outside = ~col_in_tree
+    shorter = outside & (reduced < tree.distance)
+    distance = tf.where(shorter, reduced, tree.distance)
+    previous = tf.where(shorter, tree.col[:, tf.newaxis], tree.previous)
+    candidates = tf.where(outside, distance, infinity)
+    next_col = tf.argmin(candidates, axis=1, output_type=tf.int32)
+    delta = tf.reduce_min(candidates, axis=1)[:, tf.newaxis]
+    zero = tf.zeros_like(delta)
+    row_potential = tree.row_potential + tf.where(row_in_tree, delta, zero)
+    col_potential = tree.col_potential - tf.where(col_in_tree, delta, zero)
+    distance -= tf.where(col_in_tree, zero, delta)
+
+    keep = tree.active[:, tf.newaxis]
+    reached_free = tf.equal(tf.gather(col_owner, next_col, batch_dims=1), 0)
+    return _Tree(
+        active=tree.active & ~reached_free,
+        col=tf.where(tree.active, next_col, tree.col),
+        distance=tf.where(keep, distance, tree.distance),
+        previous=tf.where(keep, previous, tree.previous),
+        col_in_tree=tf.where(keep, col_in_tree, tree.col_in_tree),
+        row_in_tree=tf.where(keep, row_in_tree, tree.row_in_tree),
+        row_potential=tf.where(keep, row_potential, tree.row_potential),
+        col_potential=tf.where(keep, col_potential, tree.col_potential),
+    )
+
+
+def _flip_path_step(
+    previous: tf.Tensor, col: tf.Tensor, col_owner: tf.Tensor
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """Moves one column back along the augmenting path, handing it to its predecessor's row.
+
+    Args:
+      previous: int32 [batch, cols + 1], predecessor column of every tree column.
+      col: int32 [batch], the current column of the walk (0: done).
+      col_owner: int32 [batch, cols + 1].
+
+    Returns:
+      (the predecessor column, the updated col_owner).
+    """
+    active = tf.not_equal(col, 0)
+    prev_col = tf.gather(previous, col, batch_dims=1)
+    prev_owner = tf.gather(col_owner, prev_col, batch_dims=1)
+    at_col = tf.one_hot(col, tf.shape(col_owner)[1], True, False) & active[:, tf.newaxis]
+    col_owner = tf.where(at_col, prev_owner[:, tf.newaxis], col_owner)
+    return tf.where(active, prev_col, col), col_owner
+
+
+def _insert_row(
+    padded: tf.Tensor,
+    row: tf.Tensor,
+    row_potential: tf.Tensor,
+    col_potential: tf.Tensor,
+    col_owner: tf.Tensor,
+) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
+    """Assigns row `row` (1-based): grows its shortest-path tree, then flips the path.
+
+    Returns:
+      (row + 1, row_potential, col_potential, col_owner) after the insertion.
+    """
+    batch = _dim(padded, 0)
+    num_rows, num_cols = _dim(padded, 1) - 1, _dim(padded, 2) - 1
+    is_dummy_col = tf.equal(tf.range(num_cols + 1), 0)[tf.newaxis, :]
+    col_owner = tf.where(is_dummy_col, row, col_owner)
+    tree = _Tree(
+        active=tf.ones([batch], tf.bool),
+        col=tf.zeros([batch], tf.int32),
+        distance=tf.fill([batch, num_cols + 1], tf.constant(float("inf"), padded.dtype)),
+        previous=tf.zeros([batch, num_cols + 1], tf.int32),
+        col_in_tree=tf.zeros([batch, num_cols + 1], tf.bool),
+        row_in_tree=tf.zeros([batch, num_rows + 1], tf.bool),
+        row_potential=row_potential,
+        col_potential=col_potential,
+    )
+    tree = tf.while_loop(
+        lambda tree: tf.reduce_any(tree.active),
+        lambda tree: (_grow_tree(padded, col_owner, tree),),
+        (tree,),
+        maximum_iterations=num_cols + 1,
+    )[0]
+    _, col_owner = tf.while_loop(
+        lambda col, _: tf.reduce_any(tf.not_equal(col, 0)),
+        functools.partial(_flip_path_step, tree.previous),
+        (tree.col, col_owner),
+        maximum_iterations=num_rows + 1,
+    )
+    return row + 1, tree.row_potential, tree.col_potential, col_owner
 
 
 def _solve_wide(cost: tf.Tensor) -> tf.Tensor:
@@ -46,87 +172,15 @@ def _solve_wide(cost: tf.Tensor) -> tf.Tensor:
     # Shifting each row by its minimum keeps the optimum and keeps potentials small.
     cost = cost - tf.reduce_min(cost, axis=2, keepdims=True)
     padded = tf.pad(cost, [[0, 0], [1, 0], [1, 0]])
-    infinity = tf.constant(float("inf"), dtype)
-
-    row_potential = tf.zeros([batch, num_rows + 1], dtype)
-    col_potential = tf.zeros([batch, num_cols + 1], dtype)
-    col_owner = tf.zeros([batch, num_cols + 1], tf.int32)
-    is_dummy_col = tf.equal(tf.range(num_cols + 1), 0)[tf.newaxis, :]
-
-    def insert_row(row, row_potential, col_potential, col_owner):
-        col_owner = tf.where(is_dummy_col, row, col_owner)
-        state = (
-            tf.ones([batch], tf.bool),  # Still growing its tree.
-            tf.zeros([batch], tf.int32),  # Current column (the dummy column first).
-            tf.fill([batch, num_cols + 1], infinity),  # Shortest reduced distance.
-            tf.zeros([batch, num_cols + 1], tf.int32),  # Predecessor column on the path.
-            tf.zeros([batch, num_cols + 1], tf.bool),  # Columns in the tree.
-            tf.zeros([batch, num_rows + 1], tf.bool),  # Rows in the tree.
-            row_potential,
-            col_potential,
-        )
-
-        def grow_tree(active, col, distance, previous, col_in_tree, row_in_tree, row_pot, col_pot):
-            col_in_tree_next = col_in_tree | tf.one_hot(col, num_cols + 1, True, False)
-            owner = tf.gather(col_owner, col, batch_dims=1)
-            row_in_tree_next = row_in_tree | tf.one_hot(owner, num_rows + 1, True, False)
-            reduced = (
-                tf.gather(padded, owner, batch_dims=1)
-                - tf.gather(row_pot, owner, batch_dims=1)[:, tf.newaxis]
-                - col_pot
-            )
-            outside = ~col_in_tree_next
-            shorter = outside & (reduced < distance)
-            distance_next = tf.where(shorter, reduced, distance)
-            previous_next = tf.where(shorter, col[:, tf.newaxis], previous)
-            candidates = tf.where(outside, distance_next, infinity)
-            next_col = tf.argmin(candidates, axis=1, output_type=tf.int32)
-            delta = tf.reduce_min(candidates, axis=1)[:, tf.newaxis]
-            zero = tf.zeros_like(delta)
-            row_pot_next = row_pot + tf.where(row_in_tree_next, delta, zero)
-            col_pot_next = col_pot - tf.where(col_in_tree_next, delta, zero)
-            distance_next -= tf.where(col_in_tree_next, zero, delta)
-
-            keep = active[:, tf.newaxis]
-            reached_free = tf.equal(tf.gather(col_owner, next_col, batch_dims=1), 0)
-            return (
-                active & ~reached_free,
-                tf.where(active, next_col, col),
-                tf.where(keep, distance_next, distance),
-                tf.where(keep, previous_next, previous),
-                tf.where(keep, col_in_tree_next, col_in_tree),
-                tf.where(keep, row_in_tree_next, row_in_tree),
-                tf.where(keep, row_pot_next, row_pot),
-                tf.where(keep, col_pot_next, col_pot),
-            )
-
-        _, free_col, _, previous, _, _, row_potential, col_potential = tf.while_loop(
-            lambda active, *_: tf.reduce_any(active),
-            grow_tree,
-            state,
-            maximum_iterations=num_cols + 1,
-        )
-
-        def flip_path(col, col_owner):
-            active = tf.not_equal(col, 0)
-            prev_col = tf.gather(previous, col, batch_dims=1)
-            prev_owner = tf.gather(col_owner, prev_col, batch_dims=1)
-            at_col = tf.one_hot(col, num_cols + 1, True, False) & active[:, tf.newaxis]
-            col_owner = tf.where(at_col, prev_owner[:, tf.newaxis], col_owner)
-            return tf.where(active, prev_col, col), col_owner
-
-        _, col_owner = tf.while_loop(
-            lambda col, _: tf.reduce_any(tf.not_equal(col, 0)),
-            flip_path,
-            (free_col, col_owner),
-            maximum_iterations=num_rows + 1,
-        )
-        return row + 1, row_potential, col_potential, col_owner
-
     _, _, _, col_owner = tf.while_loop(
         lambda row, *_: row <= num_rows,
-        insert_row,
-        (tf.constant(1), row_potential, col_potential, col_owner),
+        functools.partial(_insert_row, padded),
+        (
+            tf.constant(1),
+            tf.zeros([batch, num_rows + 1], dtype),
+            tf.zeros([batch, num_cols + 1], dtype),
+            tf.zeros([batch, num_cols + 1], tf.int32),
+        ),
         maximum_iterations=num_rows,
     )
     return col_owner[:, 1:] - 1
