@@ -32,17 +32,16 @@ import tf_keras
 
 from deeplab_video import common
 from deeplab_video.model.layers import (
-    activations,
+    aspp,
     convolutions,
     cross_attention,
     normalization,
     resizing,
+    separable_conv,
 )
 
 # Activation of every hidden layer of the heads (kMaX-DeepLab uses GELU throughout).
 ACTIVATION = "gelu"
-# Kernel size of the depthwise convolutions of the heads and the semantic decoder.
-DEPTHWISE_KERNEL_SIZE = 5
 # Initial scale (batch-norm gamma) of the mask logits (DeepLab2 and Video-kMaX: 0.1).
 MASK_LOGITS_INITIAL_SCALE = 0.1
 
@@ -60,63 +59,6 @@ def void_bias(num_classes_with_void: int, void_prior_prob: float) -> list[float]
     bias = [0.0] * num_classes_with_void
     bias[-1] = math.log((num_classes_with_void - 1) * void_prior_prob / (1.0 - void_prior_prob))
     return bias
-
-
-@tf_keras.utils.register_keras_serializable(package="deeplab_video")
-class SeparableConvBN(tf_keras.layers.Layer):
-    """Depthwise kxk convolution + batch norm + activation, then the same with a 1x1."""
-
-    def __init__(
-        self,
-        output_channels: int,
-        kernel_size: int = DEPTHWISE_KERNEL_SIZE,
-        activation: str = ACTIVATION,
-        norm_layer: normalization.BatchNormFactory | dict | None = None,
-        **kwargs: Any,
-    ):
-        """Initializes the layer.
-
-        Args:
-            output_channels: width of the pointwise convolution.
-            kernel_size: side of the depthwise kernel (stride 1, 'same' padding).
-            activation: applied after both batch norms.
-            norm_layer: batch-norm factory (or its config); None for the default.
-            **kwargs: passed to `tf_keras.layers.Layer` (name, dtype).
-        """
-        super().__init__(**kwargs)
-        self._output_channels = output_channels
-        self._kernel_size = kernel_size
-        self._activation = activation
-        self._activation_fn = activations.get_activation(activation)
-        self._norm_layer = normalization.resolve(norm_layer)
-        self._depthwise_conv = tf_keras.layers.DepthwiseConv2D(
-            kernel_size, padding="same", use_bias=False, name="depthwise_conv"
-        )
-        self._depthwise_batch_norm = self._norm_layer(axis=-1, name="depthwise_batch_norm")
-        self._pointwise = convolutions.Conv2DSame(
-            output_channels,
-            kernel_size=1,
-            name="pointwise",
-            use_bias=False,
-            use_bn=True,
-            norm_layer=self._norm_layer,
-            activation=activation,
-        )
-
-    def call(self, inputs: tf.Tensor, training: bool | None = None) -> tf.Tensor:
-        """float [batch, height, width, channels] -> [batch, height, width, output_channels]."""
-        x = self._depthwise_batch_norm(self._depthwise_conv(inputs), training=training)
-        return self._pointwise(self._activation_fn(x), training=training)
-
-    def get_config(self) -> dict[str, Any]:
-        config = super().get_config()
-        config.update(
-            output_channels=self._output_channels,
-            kernel_size=self._kernel_size,
-            activation=self._activation,
-            norm_layer=self._norm_layer.get_config(),
-        )
-        return config
 
 
 @tf_keras.utils.register_keras_serializable(package="deeplab_video")
@@ -160,7 +102,7 @@ class KMaXPredictionHead(tf_keras.layers.Layer):
         self._head_channels = head_channels
         self._void_prior_prob = void_prior_prob
         self._norm_layer = normalization.resolve(norm_layer)
-        self._pixel_space_head = SeparableConvBN(
+        self._pixel_space_head = separable_conv.SeparableConvBN(
             head_channels, norm_layer=self._norm_layer, name="pixel_space_head"
         )
         self._pixel_space_projection = convolutions.Conv2DSame(
@@ -249,82 +191,6 @@ class KMaXPredictionHead(tf_keras.layers.Layer):
 
 
 @tf_keras.utils.register_keras_serializable(package="deeplab_video")
-class ASPP(tf_keras.layers.Layer):
-    """Atrous spatial pyramid pooling (DeepLabv3): 1x1, three atrous 3x3 and image pooling.
-
-    Sublayers: `conv_bn_act` (1x1), `aspp_conv{1,2,3}` (3x3 atrous), `aspp_pool` (1x1 after
-    global average pooling), `proj_conv_bn_act` (1x1 on the concatenation), `proj_drop`.
-    """
-
-    def __init__(
-        self,
-        output_channels: int = 256,
-        atrous_rates: Sequence[int] = (6, 12, 18),
-        dropout_rate: float = 0.1,
-        norm_layer: normalization.BatchNormFactory | dict | None = None,
-        **kwargs: Any,
-    ):
-        """Initializes the layer.
-
-        Args:
-            output_channels: width of every branch and of the output.
-            atrous_rates: dilation rates of the three 3x3 branches.
-            dropout_rate: dropout after the projection (training only).
-            norm_layer: batch-norm factory (or its config); None for the default.
-            **kwargs: passed to `tf_keras.layers.Layer` (name, dtype).
-
-        Raises:
-            ValueError: atrous_rates does not hold three rates.
-        """
-        super().__init__(**kwargs)
-        if len(atrous_rates) != 3:
-            raise ValueError(f"{self.name}: ASPP needs three atrous rates, got {atrous_rates}")
-        self._output_channels = output_channels
-        self._atrous_rates = tuple(int(rate) for rate in atrous_rates)
-        self._dropout_rate = dropout_rate
-        self._norm_layer = normalization.resolve(norm_layer)
-
-        def conv(name: str, kernel_size: int = 1, rate: int = 1) -> convolutions.Conv2DSame:
-            return convolutions.Conv2DSame(
-                output_channels,
-                kernel_size,
-                name=name,
-                atrous_rate=rate,
-                use_bias=False,
-                use_bn=True,
-                norm_layer=self._norm_layer,
-                activation=ACTIVATION,
-            )
-
-        self._branches = [conv("conv_bn_act")] + [
-            conv(f"aspp_conv{index}", 3, rate)
-            for index, rate in enumerate(self._atrous_rates, start=1)
-        ]
-        self._aspp_pool = conv("aspp_pool")
-        self._proj_conv_bn_act = conv("proj_conv_bn_act")
-        self._proj_drop = tf_keras.layers.Dropout(dropout_rate, name="proj_drop")
-
-    def call(self, inputs: tf.Tensor, training: bool | None = None) -> tf.Tensor:
-        """float [batch, height, width, channels] -> [batch, height, width, output_channels]."""
-        results = [branch(inputs, training=training) for branch in self._branches]
-        pooled = tf.reduce_mean(inputs, axis=[1, 2], keepdims=True)
-        pooled = self._aspp_pool(pooled, training=training)
-        results.append(tf.tile(pooled, [1, tf.shape(inputs)[1], tf.shape(inputs)[2], 1]))
-        x = self._proj_conv_bn_act(tf.concat(results, axis=-1), training=training)
-        return self._proj_drop(x, training=training)
-
-    def get_config(self) -> dict[str, Any]:
-        config = super().get_config()
-        config.update(
-            output_channels=self._output_channels,
-            atrous_rates=self._atrous_rates,
-            dropout_rate=self._dropout_rate,
-            norm_layer=self._norm_layer.get_config(),
-        )
-        return config
-
-
-@tf_keras.utils.register_keras_serializable(package="deeplab_video")
 class AuxiliarySemanticHead(tf_keras.layers.Layer):
     """kMaX-DeepLab's auxiliary semantic decoder and head (training only).
 
@@ -367,7 +233,7 @@ class AuxiliarySemanticHead(tf_keras.layers.Layer):
         self._decoder_channels = decoder_channels
         self._head_channels = head_channels
         self._norm_layer = normalization.resolve(norm_layer)
-        self._aspp = ASPP(
+        self._aspp = aspp.ASPP(
             aspp_channels, atrous_rates, aspp_dropout_rate, norm_layer=self._norm_layer, name="aspp"
         )
         self._projections = [
@@ -383,12 +249,12 @@ class AuxiliarySemanticHead(tf_keras.layers.Layer):
             for index, channels in enumerate(self._low_level_channels)
         ]
         self._fusions = [
-            SeparableConvBN(
+            separable_conv.SeparableConvBN(
                 decoder_channels, norm_layer=self._norm_layer, name=f"low_level_fusion{index}"
             )
             for index in range(len(self._low_level_channels))
         ]
-        self._conv_block = SeparableConvBN(
+        self._conv_block = separable_conv.SeparableConvBN(
             head_channels, norm_layer=self._norm_layer, name="conv_block"
         )
         self._final_conv = convolutions.Conv2DSame(
