@@ -12,10 +12,13 @@ import numpy as np
 from absl import logging
 
 from deeplab_video import config
-from deeplab_video.data import datasets, panoptic_png, video_io
+from deeplab_video.data import background, datasets, panoptic_png, video_io
 from deeplab_video.export import saved_model_runner
 from deeplab_video.model import builder, pretrained
 from deeplab_video.post_processing import video_tracker, visualization
+
+# Frames whose outputs may wait for the writer thread (each holds a frame and its map).
+_PENDING_WRITES = 4
 
 
 @dataclasses.dataclass
@@ -173,12 +176,14 @@ def run_inference(
         runner = video_tracker.VideoRunner(model, options)
         descriptor = datasets.get_descriptor(dataset or options.eval_dataset_options.dataset)
     writer = PredictionWriter(output_dir, descriptor, info.fps, write_video)
-    frames = _limited(video_io.read_frames(input_path), max_frames)
+    # Decoding and writing run on worker threads, overlapped with the model.
+    frames = background.prefetch(_limited(video_io.read_frames(input_path), max_frames))
     total = min(info.num_frames, max_frames) if max_frames else info.num_frames
     start = time.perf_counter()
-    for prediction in runner.stream(frames):
-        writer.add(prediction.frame_index, prediction.frame, prediction.panoptic)
-        _progress(writer.num_frames, total, start)
+    with background.OrderedCalls(writer.add, max_pending=_PENDING_WRITES) as writes:
+        for done, prediction in enumerate(runner.stream(frames), start=1):
+            writes.submit(prediction.frame_index, prediction.frame, prediction.panoptic)
+            _progress(done, total, start)
     summary = writer.close()
     seconds = time.perf_counter() - start
     summary.update(

@@ -3,115 +3,180 @@
 Both merges work on a flat [num_pixels, num_queries] view of the mask logits, so a clip of
 T frames is merged as one canvas (a query's mask is a tube over the clip).
 
-Mask-wise merging (kMaX, DeepLab2 `max_deeplab.py`) pastes binary masks in rank order. With
-mask probabilities from a softmax over queries, a pixel lies in at most k binary masks
-(`masks_per_pixel`), so one top_k gives every pixel's candidates and the greedy paste is
-solved as a fixed point over them (`maskwise_owner`) instead of a loop over mask slots.
+Mask-wise merging (kMaX, DeepLab2 `max_deeplab.py`) pastes binary masks in rank order.
+Only class-confident queries can be pasted, so only the binary masks of those C queries
+are built (`confident_masks`); the softmax that defines them still runs over all queries.
+The greedy paste then needs only the distinct sets of masks that cover a pixel (a clip
+has a few hundred) and how many pixels each set covers (`maskwise_owner`), so no work per
+mask slot touches the pixels, and nothing is unrolled into the graph.
 """
 
-import math
 from typing import NamedTuple
 
 import tensorflow as tf
 
 # Logit given to class-unconfident queries in pixel-wise mode (DeepLab2's constant).
 _MASKED_LOGIT = -99999.0
+# Mask-set keys are built 24 bits at a time: float32 matmuls sum powers of two exactly
+# below 2**24.
+_BITS_PER_WORD = 24
 
 
-def masks_per_pixel(mask_threshold: float, num_queries: int) -> int:
-    """How many softmax probabilities of one pixel can exceed `mask_threshold` at once.
-
-    k probabilities above t need k * t < 1, so k <= ceil(1 / t) - 1; a small margin keeps
-    the bound safe against float rounding (a larger k only costs time).
-    """
-    if mask_threshold <= 0.0:
-        return num_queries
-    return max(1, min(num_queries, math.ceil(1.0 / mask_threshold * (1.0 + 1e-4)) - 1))
-
-
-class MaskCandidates(NamedTuple):
-    """The (at most k) binary masks covering each pixel, from one top_k over queries.
+class ConfidentMasks(NamedTuple):
+    """The binary masks of the class-confident queries.
 
     Attributes:
-      probs: float32 [num_pixels, k], softmax probability of each candidate query.
-      ids: int32 [num_pixels, k], the candidate queries.
-      on: bool [num_pixels, k], probability above mask_threshold (pixel in the mask).
+      ids: int32 [C], the confident queries, ascending.
+      on: bool [num_pixels, C], the probability of query ids[c] is above mask_threshold.
+      probs: float32 [num_pixels, C], the probability of query ids[c] (softmax over all
+        queries).
     """
 
-    probs: tf.Tensor
     ids: tf.Tensor
     on: tf.Tensor
+    probs: tf.Tensor
 
 
-def mask_candidates(logits: tf.Tensor, mask_threshold: float) -> MaskCandidates:
-    """Every pixel's queries with probability above `mask_threshold`, without a full softmax.
+def confident_ids(confident: tf.Tensor) -> tf.Tensor:
+    """int32 [C]: the indices of the True entries of bool [num_queries] `confident`."""
+    return tf.cast(tf.reshape(tf.where(confident), [-1]), tf.int32)
+
+
+def confident_masks(
+    logits: tf.Tensor, confident_logits: tf.Tensor, ids: tf.Tensor, mask_threshold: float
+) -> ConfidentMasks:
+    """Binary masks (softmax probability > mask_threshold) of the class-confident queries.
 
     Args:
-      logits: float32 [num_pixels, num_queries] mask logits.
+      logits: float32 [num_pixels, num_queries] mask logits of all queries.
+      confident_logits: float32 [num_pixels, C], the columns `ids` of `logits` (the caller
+        may have computed them more cheaply, e.g. by resizing only those channels).
+      ids: int32 [C], the confident queries (`confident_ids`).
       mask_threshold: probability a pixel needs to be in a query's binary mask.
     """
-    k = masks_per_pixel(mask_threshold, logits.shape[-1])
-    top_logits, ids = tf.math.top_k(logits, k=k, sorted=False)
-    probs = tf.exp(top_logits - tf.reduce_logsumexp(logits, axis=1, keepdims=True))
-    return MaskCandidates(probs=probs, ids=ids, on=probs > mask_threshold)
+    normaliser = tf.reduce_logsumexp(logits, axis=1, keepdims=True)
+    probs = tf.exp(confident_logits - normaliser)
+    return ConfidentMasks(ids=ids, on=probs > mask_threshold, probs=probs)
+
+
+class MaskSets(NamedTuple):
+    """The distinct sets of binary masks that cover a pixel, and their pixel counts.
+
+    Attributes:
+      contains: bool [num_sets, C], set s contains mask c.
+      counts: float32 [num_sets], pixels covered by exactly the masks of set s.
+      set_of_pixel: int32 [num_pixels], the set of each pixel.
+    """
+
+    contains: tf.Tensor
+    counts: tf.Tensor
+    set_of_pixel: tf.Tensor
+
+
+def mask_sets(on: tf.Tensor, max_masks: int) -> MaskSets:
+    """Groups the pixels by the set of binary masks that cover them.
+
+    Each pixel's set is a bit key (bit c: mask c), built 24 bits at a time by one float32
+    matmul (exact below 2**24); the words are folded into one set index by a chain of
+    `unique` calls over (index so far, next word) pairs.
+
+    Args:
+      on: bool [num_pixels, C] binary masks.
+      max_masks: static upper bound of C (the number of queries).
+    """
+    num_words = max(1, -(-max_masks // _BITS_PER_WORD))
+    column = tf.range(tf.shape(on)[1])
+    bit = tf.cast(tf.bitwise.left_shift(1, column % _BITS_PER_WORD), tf.float32)
+    weights = tf.one_hot(column // _BITS_PER_WORD, num_words) * bit[:, tf.newaxis]
+    pixel_words = tf.cast(tf.matmul(tf.cast(on, tf.float32), weights), tf.int64)
+    codes = tf.zeros_like(pixel_words[:, 0])
+    levels = []
+    for w in range(num_words):
+        codes = tf.bitwise.left_shift(codes, _BITS_PER_WORD) + pixel_words[:, w]
+        values, codes, counts = tf.unique_with_counts(codes, out_idx=tf.int64)
+        levels.append(values)
+    # Unfold each set's words from the chain of unique values, last word first.
+    words = []
+    index = tf.range(tf.size(levels[-1], out_type=tf.int64))
+    for values in reversed(levels):
+        value = tf.gather(values, index)
+        words.append(tf.bitwise.bitwise_and(value, (1 << _BITS_PER_WORD) - 1))
+        index = tf.bitwise.right_shift(value, _BITS_PER_WORD)
+    words = tf.stack(words[::-1], axis=1)  # int64 [num_sets, num_words]
+    bits = tf.bitwise.right_shift(
+        tf.gather(words, column // _BITS_PER_WORD, axis=1),
+        tf.cast(column % _BITS_PER_WORD, tf.int64),
+    )
+    return MaskSets(
+        contains=tf.bitwise.bitwise_and(bits, 1) > 0,
+        counts=tf.cast(counts, tf.float32),
+        set_of_pixel=tf.cast(codes, tf.int32),
+    )
 
 
 def mask_area_and_confidence(
-    candidates: MaskCandidates, num_queries: int
+    masks: ConfidentMasks, sets: MaskSets, num_queries: int
 ) -> tuple[tf.Tensor, tf.Tensor]:
     """Binary-mask area and mean probability inside it, per query.
 
     Returns:
-      float32 [num_queries] areas and float32 [num_queries] mask confidences (0 if empty).
+      float32 [num_queries] areas and float32 [num_queries] mask confidences (0 for
+      empty masks and for queries that are not class-confident).
     """
-    on = tf.cast(candidates.on, tf.float32)
-    area = tf.math.unsorted_segment_sum(on, candidates.ids, num_queries)
-    total = tf.math.unsorted_segment_sum(candidates.probs * on, candidates.ids, num_queries)
-    return area, tf.math.divide_no_nan(total, area)
+    area = tf.linalg.matvec(tf.cast(sets.contains, tf.float32), sets.counts, transpose_a=True)
+    inside = tf.where(masks.on, masks.probs, 0.0)
+    total = tf.matmul(tf.ones([1, tf.shape(inside)[0]]), inside)[0]
+    index = masks.ids[:, tf.newaxis]
+    return (
+        tf.scatter_nd(index, area, [num_queries]),
+        tf.scatter_nd(index, tf.math.divide_no_nan(total, area), [num_queries]),
+    )
 
 
 def maskwise_owner(
-    candidates: MaskCandidates,
+    ids: tf.Tensor,
+    sets: MaskSets,
     area: tf.Tensor,
-    confident: tf.Tensor,
     area_limit: tf.Tensor,
     rank: tf.Tensor,
     overlap_threshold: float,
 ) -> tf.Tensor:
-    """Mask-wise merging of ranked binary masks, without a loop over slots.
+    """Mask-wise merging of the ranked binary masks of the confident queries.
 
-    Greedy pasting keeps query i iff it is confident and its pixels not claimed by a
-    KEPT query of better rank pass the overlap and area tests. Writing keep = F(keep),
-    F(keep)_i depends only on keep_j for rank_j < rank_i, so F has exactly one fixed point,
-    the greedy result, and iterating F from any start reaches it after at most
-    num_queries + 1 rounds (round r fixes the r best-ranked queries); in practice 2-4.
-    Each round is one pass over the pixels' k candidates (`masks_per_pixel`).
+    Greedy pasting in rank order keeps mask i iff its pixels not claimed by a KEPT mask of
+    better rank pass the overlap and area tests. Pixels covered by the same set of masks
+    behave alike, so the paste runs on the distinct sets weighted by their pixel counts.
+    Writing keep = F(keep), F(keep)_i depends only on keep_j for better-ranked j, so F has
+    exactly one fixed point, the greedy result, and iterating F from any start reaches it
+    after at most C + 1 rounds (round r fixes the r best-ranked masks); in practice 2-4.
 
     Args:
-      candidates: the binary masks covering each pixel.
+      ids: int32 [C], the query of each mask.
+      sets: the sets of masks covering the pixels.
       area: float32 [num_queries], binary-mask area of each query.
-      confident: bool [num_queries], class confidence passes its thing/stuff threshold.
       area_limit: float32 [num_queries], minimum unclaimed area of each query.
       rank: int32 [num_queries], 0 for the best-ranked query.
-      overlap_threshold: fraction of its area a query must keep unclaimed.
+      overlap_threshold: fraction of its area a mask must keep unclaimed.
 
     Returns:
       int32 [num_pixels]: rank of the query that owns each pixel, num_queries for void.
     """
     num_queries = area.shape[0]
-    ids, on = candidates.ids, candidates.on
-    top_rank = tf.where(on, tf.gather(rank, ids), num_queries)
+    num_masks = tf.size(ids)
+    mask_rank = tf.gather(rank, ids)
+    mask_area = tf.gather(area, ids)
+    mask_limit = tf.gather(area_limit, ids)
+    weights = sets.counts[:, tf.newaxis]
 
     def owner_rank(keep):
-        kept = on & tf.gather(keep, ids)
-        return tf.reduce_min(tf.where(kept, top_rank, num_queries), axis=1)
+        kept = sets.contains & keep[tf.newaxis, :]
+        best = tf.reduce_min(tf.where(kept, mask_rank[tf.newaxis, :], num_queries), axis=1)
+        return tf.minimum(best, num_queries)  # The minimum over no masks is int32 max.
 
     def apply_rule(keep):
-        unclaimed = on & (top_rank <= owner_rank(keep)[:, tf.newaxis])
-        new_area = tf.math.unsorted_segment_sum(
-            tf.cast(unclaimed, tf.float32), ids, num_segments=num_queries
-        )
-        return confident & (new_area > area * overlap_threshold) & (new_area >= area_limit)
+        unclaimed = sets.contains & (mask_rank[tf.newaxis, :] <= owner_rank(keep)[:, tf.newaxis])
+        new_area = tf.reduce_sum(tf.where(unclaimed, weights, 0.0), axis=0)
+        return (new_area > mask_area * overlap_threshold) & (new_area >= mask_limit)
 
     def step(keep, _):
         next_keep = apply_rule(keep)
@@ -120,10 +185,11 @@ def maskwise_owner(
     keep, _ = tf.while_loop(
         lambda keep, changed: changed,
         step,
-        (confident, tf.constant(True)),
+        (tf.ones([num_masks], tf.bool), tf.constant(True)),
+        shape_invariants=(tf.TensorShape([None]), tf.TensorShape([])),
         maximum_iterations=num_queries + 1,
     )
-    return owner_rank(keep)
+    return tf.gather(owner_rank(keep), sets.set_of_pixel)
 
 
 def pixelwise_owner(

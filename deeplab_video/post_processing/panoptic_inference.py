@@ -164,13 +164,30 @@ def panoptic_inference(
         tf.where(is_thing, options.thing_area_limit, options.stuff_area_limit), tf.float32
     )
 
+    if options.mode == "maskwise":
+        # Only class-confident queries can be pasted: their logits are resized on their own
+        # (resizing is per channel, so these equal the channels of the full resize).
+        ids = mask_merging.confident_ids(confident)
+        confident_logits = tf.gather(mask_logits, ids, axis=-1)
     if options.merge_at_input_resolution:
         mask_logits = _resize_logits(mask_logits, output_size)
     merge_shape = tf.shape(mask_logits)[:3]
     flat_logits = tf.reshape(mask_logits, [-1, num_queries])
     if options.mode == "maskwise":
-        candidates = mask_merging.mask_candidates(flat_logits, options.mask_threshold)
-        area, mask_confidence = mask_merging.mask_area_and_confidence(candidates, num_queries)
+        if options.merge_at_input_resolution:
+            confident_logits = tf.cond(  # The resize rejects an image without channels.
+                tf.size(ids) > 0,
+                lambda: _resize_logits(confident_logits, output_size),
+                lambda: tf.zeros(tf.concat([merge_shape, [0]], axis=0)),
+            )
+        masks = mask_merging.confident_masks(
+            flat_logits,
+            tf.reshape(confident_logits, [tf.shape(flat_logits)[0], -1]),
+            ids,
+            options.mask_threshold,
+        )
+        sets = mask_merging.mask_sets(masks.on, num_queries)
+        area, mask_confidence = mask_merging.mask_area_and_confidence(masks, sets, num_queries)
         ranking = (scores**options.reorder_class_weight) * (
             mask_confidence**options.reorder_mask_weight
         )
@@ -180,7 +197,7 @@ def panoptic_inference(
     rank = tf.math.invert_permutation(order)
     if options.mode == "maskwise":
         owner = mask_merging.maskwise_owner(
-            candidates, area, confident, area_limit, rank, options.overlap_threshold
+            ids, sets, area, area_limit, rank, options.overlap_threshold
         )
     else:
         owner = mask_merging.pixelwise_owner(

@@ -270,3 +270,17 @@ def test_rejects_bad_options():
         _run(mask_logits, class_logits, _options(mode="boxwise"))
     with pytest.raises(ValueError, match="overlap_threshold"):
         _run(mask_logits, class_logits, _options(overlap_threshold=1.5))
+
+
+@pytest.mark.parametrize("in_graph", [False, True])
+def test_no_confident_query_is_all_void(in_graph):
+    mask_logits = np.zeros([2, 5, 6, 4], np.float32)
+    class_logits = np.zeros([4, NUM_CLASSES + 1], np.float32)  # Every score is 0.2.
+    options = _options(class_threshold_thing=0.5, class_threshold_stuff=0.5)
+
+    def run(masks, classes):
+        return _run(masks, classes, options, (17, 21))
+
+    result = (tf.function(run) if in_graph else run)(mask_logits, class_logits)
+    assert (result.panoptic.numpy() == VOID).all()
+    assert int(result.num_objects) == 0
