@@ -20,9 +20,8 @@ others stay unmatched, so ids stay unique.
 
 import tensorflow as tf
 
+from deeplab_video import config
 from deeplab_video.loss import matching
-
-ASSIGNMENTS = ("hungarian", "argmax")
 
 
 def association_scores(
@@ -135,6 +134,6 @@ def assign(scores: tf.Tensor, allowed: tf.Tensor, assignment: str = "hungarian")
     Raises:
       ValueError: on an unknown assignment.
     """
-    if assignment not in ASSIGNMENTS:
-        raise ValueError(f"assignment must be one of {ASSIGNMENTS}; got '{assignment}'.")
+    if assignment not in config.ASSIGNMENTS:
+        raise ValueError(f"assignment must be one of {config.ASSIGNMENTS}; got '{assignment}'.")
     return (_hungarian if assignment == "hungarian" else _argmax)(scores, allowed)

@@ -41,14 +41,11 @@ from typing import NamedTuple
 
 import tensorflow as tf
 
+from deeplab_video import config
 from deeplab_video.post_processing import memory_matching
 from deeplab_video.protos import evaluator_pb2
 
 _DEFAULTS = evaluator_pb2.MemoryBufferOptions()
-_KINDS = ("location_aware", "naive", "none")
-_BOX_DISTANCES = ("l2", "squared_l2")
-# MemoryBufferOptions.new_object_insertion values (see the module docstring, step 4).
-NEW_OBJECT_INSERTIONS = ("always", "when_no_candidates")
 
 
 class MemoryState(NamedTuple):
@@ -105,10 +102,10 @@ class MemoryParams(NamedTuple):
           ValueError: naming the first invalid field.
         """
         for name, allowed in (
-            ("kind", _KINDS),
-            ("box_distance", _BOX_DISTANCES),
-            ("assignment", memory_matching.ASSIGNMENTS),
-            ("new_object_insertion", NEW_OBJECT_INSERTIONS),
+            ("kind", config.MEMORY_BUFFER_KINDS),
+            ("box_distance", config.BOX_DISTANCES),
+            ("assignment", config.ASSIGNMENTS),
+            ("new_object_insertion", config.NEW_OBJECT_INSERTIONS),
         ):
             if getattr(self, name) not in allowed:
                 raise ValueError(

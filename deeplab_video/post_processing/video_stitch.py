@@ -31,9 +31,8 @@ Where this deliberately differs from the official `video_stitching_module.py`:
 
 import tensorflow as tf
 
+from deeplab_video import config
 from deeplab_video.protos import evaluator_pb2
-
-_MEASURES = ("iou", "dice")
 
 
 def _instances(frame: tf.Tensor, label_divisor: int, capacity: int, name: str) -> tf.Tensor:
@@ -83,8 +82,10 @@ def overlap_matrix(
     Raises:
       ValueError: if `measure` is unknown.
     """
-    if measure not in _MEASURES:
-        raise ValueError(f"stitching.overlap_measure must be one of {_MEASURES}; got '{measure}'.")
+    if measure not in config.OVERLAP_MEASURES:
+        raise ValueError(
+            f"stitching.overlap_measure must be one of {config.OVERLAP_MEASURES}; got '{measure}'."
+        )
     previous = _instances(previous_frame, label_divisor, num_previous, "previous_frame")
     current = _instances(current_frame, label_divisor, num_current, "current_frame")
     offset = num_current + 1

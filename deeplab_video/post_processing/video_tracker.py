@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from deeplab_video import common
+from deeplab_video import common, config
 from deeplab_video.data import datasets
 from deeplab_video.post_processing import object_features, panoptic_inference, tracking
 from deeplab_video.protos import config_pb2
@@ -35,7 +35,6 @@ PAD_PIXEL_VALUE = 127.5
 
 
 # StitchingOptions.output_frames values (see `output_frames`).
-OUTPUT_FRAME_RULES = ("first_clip", "aligned_clips")
 
 Size = int | tf.Tensor  # a static side, or an int32 scalar tensor known at run time
 
@@ -221,9 +220,9 @@ class VideoRunner:
         self.clip_length = max(options.eval_dataset_options.clip_length, 1)
         self.clip_stride = common.clip_stride(self.clip_length)
         self.output_rule = options.evaluator_options.stitching.output_frames
-        if self.output_rule not in OUTPUT_FRAME_RULES:
+        if self.output_rule not in config.OUTPUT_FRAMES:
             raise ValueError(
-                f"stitching.output_frames must be one of {OUTPUT_FRAME_RULES}; got "
+                f"stitching.output_frames must be one of {config.OUTPUT_FRAMES}; got "
                 f"'{self.output_rule}'."
             )
         if self.output_rule == "aligned_clips" and self.clip_length % self.clip_stride:

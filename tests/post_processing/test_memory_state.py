@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from deeplab_video import config
 from deeplab_video.post_processing import memory_state
 
 PARAMS = memory_state.MemoryParams(similarity_threshold=0.5)
@@ -94,7 +95,7 @@ def test_full_memory_evicts_least_recently_seen():
     assert sorted(state.ids.numpy().tolist()) == [3, 4]
 
 
-@pytest.mark.parametrize("insertion", memory_state.NEW_OBJECT_INSERTIONS)
+@pytest.mark.parametrize("insertion", config.NEW_OBJECT_INSERTIONS)
 def test_new_object_insertion(insertion):
     """Hand-worked: tracks 1 and 2 in memory; a third object C arrives while they are
     candidates, then a fourth D while stitched objects claim both."""
@@ -126,10 +127,7 @@ def test_new_object_insertion(insertion):
     assert sorted(state.ids.numpy()[state.valid.numpy()].tolist()) == [1, 2, 3, 4]
 
 
-def test_new_object_insertion_values_match_config():
-    from deeplab_video import config
-
-    assert memory_state.NEW_OBJECT_INSERTIONS == config.NEW_OBJECT_INSERTIONS
+def test_unknown_new_object_insertion_is_rejected():
     with pytest.raises(ValueError, match="new_object_insertion"):
         memory_state.MemoryParams(new_object_insertion="never").validated()
 

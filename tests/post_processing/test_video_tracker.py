@@ -140,7 +140,6 @@ def test_output_frames_by_hand():
 
 
 def test_output_frame_rules_are_checked():
-    assert video_tracker.OUTPUT_FRAME_RULES == config.OUTPUT_FRAMES
     options = _options(3)
     options.evaluator_options.stitching.output_frames = "aligned_clips"
     with pytest.raises(ValueError, match="skip frames"):
