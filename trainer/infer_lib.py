@@ -89,20 +89,21 @@ class PredictionWriter:
     def _record_tracks(self, frame_index: int, panoptic: np.ndarray) -> None:
         divisor = self._descriptor.label_divisor
         semantic = panoptic // divisor
-        thing = np.isin(semantic, self._descriptor.thing_ids) & (panoptic % divisor > 0)
+        thing = np.isin(semantic, self._descriptor.thing_ids) & (panoptic - semantic * divisor > 0)
         if not thing.any():
             return
         height, width = panoptic.shape
-        labels, inverse = np.unique(panoptic[thing], return_inverse=True)
         ys, xs = np.nonzero(thing)
-        x0 = np.full(len(labels), width)
-        y0 = np.full(len(labels), height)
-        x1 = np.zeros(len(labels), np.int64)
-        y1 = np.zeros(len(labels), np.int64)
-        np.minimum.at(x0, inverse, xs)
-        np.minimum.at(y0, inverse, ys)
-        np.maximum.at(x1, inverse, xs + 1)
-        np.maximum.at(y1, inverse, ys + 1)
+        values = panoptic[ys, xs]
+        labels = np.flatnonzero(np.bincount(values))
+        index = np.zeros(labels[-1] + 1, np.int64)
+        index[labels] = np.arange(len(labels))
+        index = index[values]
+        # Which columns and rows each track touches: one histogram each, no sort.
+        columns = np.bincount(index * width + xs, minlength=len(labels) * width)
+        rows = np.bincount(index * height + ys, minlength=len(labels) * height)
+        x0, x1 = _extent(columns.reshape(len(labels), width) > 0)
+        y0, y1 = _extent(rows.reshape(len(labels), height) > 0)
         for i, label in enumerate(labels.tolist()):
             class_id = label // divisor
             record = self._tracks.setdefault(
@@ -122,6 +123,12 @@ class PredictionWriter:
                 round(x1[i] / width, 5),
                 round(y1[i] / height, 5),
             ]
+
+
+def _extent(present: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """First index and one past the last of the True entries of each row of bool [n, length]."""
+    first = present.argmax(axis=1)
+    return first, present.shape[1] - present[:, ::-1].argmax(axis=1)
 
 
 def _track_key(track: TrackRecord) -> tuple[int, int]:

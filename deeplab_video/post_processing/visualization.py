@@ -12,6 +12,9 @@ from deeplab_video.data import datasets
 
 # Weight of the segmentation colours when blended over the frame.
 OVERLAY_ALPHA = 0.55
+# OpenCV converts colours in SIMD blocks and rounds a shorter tail slightly differently;
+# converting whole blocks gives every track id the same colour in any batch of ids.
+_COLOR_BLOCK = 64
 
 
 def track_colors(track_ids: np.ndarray) -> np.ndarray:
@@ -21,13 +24,51 @@ def track_colors(track_ids: np.ndarray) -> np.ndarray:
         track_ids: int [num_tracks].
 
     Returns:
-        uint8 [num_tracks, 3] RGB colours (golden-ratio hue steps, full saturation).
+        uint8 [num_tracks, 3] RGB colours (golden-ratio hue steps, full saturation); an
+        id's colour does not depend on the other ids converted with it.
     """
-    hues = (np.asarray(track_ids, np.float64) * 0.618033988749895) % 1.0
+    ids = np.asarray(track_ids, np.float64).reshape(-1)
+    padded = np.zeros(-(-max(ids.size, 1) // _COLOR_BLOCK) * _COLOR_BLOCK)
+    padded[: ids.size] = ids
+    hues = (padded * 0.618033988749895) % 1.0
     hsv = np.stack(
         [hues * 179.0, np.full_like(hues, 220.0), np.full_like(hues, 255.0)], axis=-1
     ).astype(np.uint8)
-    return cv2.cvtColor(hsv[None], cv2.COLOR_HSV2RGB)[0]
+    return cv2.cvtColor(hsv[None], cv2.COLOR_HSV2RGB)[0, : ids.size]
+
+
+def _blend_table() -> np.ndarray:
+    """uint8 [256, 256]: frame value f blended with colour value c, at every (f, c).
+
+    The same float arithmetic as blending whole images, done once for all 65536 pairs, so
+    that blending an image is one table lookup per channel.
+    """
+    frame = np.arange(256, dtype=np.uint8)[:, np.newaxis]
+    color = np.arange(256, dtype=np.uint8)[np.newaxis, :]
+    return (frame.astype(np.float32) * (1 - OVERLAY_ALPHA) + color * OVERLAY_ALPHA).astype(np.uint8)
+
+
+_BLEND = _blend_table().ravel()
+
+
+def _split(panoptic: np.ndarray, descriptor: datasets.DatasetDescriptor):
+    """(semantic, instance, thing): int [h, w] ids and bool [h, w] tracked-thing pixels."""
+    semantic = panoptic // descriptor.label_divisor
+    instance = panoptic - semantic * descriptor.label_divisor
+    thing = np.isin(semantic, descriptor.thing_ids) & (instance > 0)
+    return semantic, instance, thing
+
+
+def _colorize(semantic, instance, thing, descriptor) -> np.ndarray:
+    """uint8 [h, w, 3]: class colours, and each thing track's colour on its pixels."""
+    index = np.clip(semantic, 0, 255)
+    table = descriptor.colormap_array()
+    if thing.any():
+        # A track's colour depends on its id only: one table row per id up to the largest.
+        tracks = track_colors(np.arange(instance[thing].max() + 1))
+        index = np.where(thing, len(table) + instance, index)
+        table = np.concatenate([table, tracks])
+    return table[index]
 
 
 def colorize_panoptic(panoptic: np.ndarray, descriptor: datasets.DatasetDescriptor) -> np.ndarray:
@@ -41,14 +82,7 @@ def colorize_panoptic(panoptic: np.ndarray, descriptor: datasets.DatasetDescript
         uint8 [height, width, 3] RGB; void pixels black, stuff in class colours, every
         thing instance in its own track colour.
     """
-    semantic = panoptic // descriptor.label_divisor
-    instance = panoptic % descriptor.label_divisor
-    image = descriptor.colormap_array()[np.clip(semantic, 0, 255)]
-    thing = np.isin(semantic, descriptor.thing_ids) & (instance > 0)
-    if thing.any():
-        labels, inverse = np.unique(panoptic[thing], return_inverse=True)
-        image[thing] = track_colors(labels % descriptor.label_divisor)[inverse]
-    return image
+    return _colorize(*_split(panoptic, descriptor), descriptor)
 
 
 def overlay(
@@ -64,21 +98,20 @@ def overlay(
     Returns:
         uint8 [height, width, 3] RGB frame with segment colours and "class #id" labels.
     """
-    colors = colorize_panoptic(panoptic, descriptor)
-    valid = (panoptic // descriptor.label_divisor) != descriptor.ignore_label
-    blended = frame.copy()
-    mixed = frame.astype(np.float32) * (1 - OVERLAY_ALPHA) + colors * OVERLAY_ALPHA
-    blended[valid] = mixed[valid].astype(np.uint8)
-    semantic = panoptic // descriptor.label_divisor
-    instance = panoptic % descriptor.label_divisor
-    thing = np.isin(semantic, descriptor.thing_ids) & (instance > 0)
+    semantic, instance, thing = _split(panoptic, descriptor)
+    colors = _colorize(semantic, instance, thing, descriptor)
+    mixed = _BLEND[(frame.astype(np.uint16) << 8) | colors]
+    valid = (semantic != descriptor.ignore_label)[..., np.newaxis]
+    blended = np.where(valid, mixed, frame)
     if not thing.any():
         return blended
-    labels, inverse = np.unique(panoptic[thing], return_inverse=True)
     ys, xs = np.nonzero(thing)
-    counts = np.bincount(inverse, minlength=len(labels))
-    centre_x = np.bincount(inverse, weights=xs, minlength=len(labels)) / counts
-    centre_y = np.bincount(inverse, weights=ys, minlength=len(labels)) / counts
+    values = panoptic[ys, xs]
+    counts = np.bincount(values)
+    labels = np.flatnonzero(counts)
+    counts = counts[labels]
+    centre_x = np.bincount(values, weights=xs)[labels] / counts
+    centre_y = np.bincount(values, weights=ys)[labels] / counts
     scale = max(0.35, min(frame.shape[:2]) / 720.0)
     for label, x, y in zip(labels, centre_x, centre_y, strict=True):
         name = descriptor.class_names[label // descriptor.label_divisor]

@@ -41,3 +41,43 @@ def test_overlay_blends_and_keeps_void_pixels():
     assert out.shape == frame.shape and out.dtype == np.uint8
     np.testing.assert_array_equal(out[0, 0], frame[0, 0])
     assert not np.array_equal(out[19, 0], frame[19, 0])
+
+
+def test_an_ids_colour_does_not_depend_on_the_ids_converted_with_it():
+    alone = np.concatenate([visualization.track_colors(np.array([i])) for i in range(150)])
+    for count in (1, 5, 33, 64, 100, 150):
+        np.testing.assert_array_equal(visualization.track_colors(np.arange(count)), alone[:count])
+
+
+def _random_panoptic(rng, height, width):
+    semantic = rng.choice([0, 1, 2, 3, 4, 5, SYNTHETIC.ignore_label], size=(height, width))
+    instance = rng.integers(0, 40, size=(height, width)) * (rng.uniform(size=(height, width)) < 0.7)
+    return (semantic * DIVISOR + instance).astype(np.int32)
+
+
+def test_colorize_matches_a_pixel_by_pixel_reference():
+    rng = np.random.default_rng(0)
+    panoptic = _random_panoptic(rng, 23, 37)
+    expected = np.zeros(panoptic.shape + (3,), np.uint8)
+    for (y, x), label in np.ndenumerate(panoptic):
+        semantic, instance = divmod(int(label), DIVISOR)
+        if semantic in SYNTHETIC.thing_ids and instance > 0:
+            expected[y, x] = visualization.track_colors(np.array([instance]))[0]
+        elif semantic < SYNTHETIC.num_classes:
+            expected[y, x] = SYNTHETIC.colormap[semantic]
+    np.testing.assert_array_equal(visualization.colorize_panoptic(panoptic, SYNTHETIC), expected)
+
+
+def test_overlay_blend_matches_float_arithmetic():
+    rng = np.random.default_rng(1)
+    frame = rng.integers(0, 256, (19, 29, 3), dtype=np.uint8)
+    panoptic = (rng.choice([0, 1, 2, SYNTHETIC.ignore_label], size=(19, 29)) * DIVISOR).astype(
+        np.int32
+    )  # Stuff and void only: no track labels are drawn.
+    colors = visualization.colorize_panoptic(panoptic, SYNTHETIC).astype(np.float64)
+    alpha = visualization.OVERLAY_ALPHA
+    mixed = (frame.astype(np.float32) * (1 - alpha) + colors * alpha).astype(np.uint8)
+    void = (panoptic // DIVISOR == SYNTHETIC.ignore_label)[..., None]
+    np.testing.assert_array_equal(
+        visualization.overlay(frame, panoptic, SYNTHETIC), np.where(void, frame, mixed)
+    )

@@ -50,3 +50,22 @@ def test_runs_a_h264_video_end_to_end(tmp_path):
     assert json.loads((output / "tracks.json").read_text())["num_frames"] == 4
     capture = cv2.VideoCapture(str(output / "overlay.mp4"))
     assert capture.read()[1].shape == (36, 52, 3)
+
+
+def test_track_boxes_are_the_pixel_extents_of_every_track(tmp_path):
+    rng = np.random.default_rng(0)
+    writer = infer_lib.PredictionWriter(str(tmp_path), SYNTHETIC, fps=5.0, write_video=False)
+    semantic = rng.choice([0, 2, 3, 4, 5, SYNTHETIC.ignore_label], size=(31, 45))
+    instance = rng.integers(0, 6, size=(31, 45))
+    panoptic = (semantic * 1000 + instance).astype(np.int32)
+    writer.add(3, np.zeros((31, 45, 3), np.uint8), panoptic)
+    writer.close()
+    tracks = json.loads((tmp_path / "tracks.json").read_text())["tracks"]
+    expected = {}
+    for label in np.unique(panoptic):
+        class_id, track_id = divmod(int(label), 1000)
+        if class_id in SYNTHETIC.thing_ids and track_id > 0:
+            ys, xs = np.nonzero(panoptic == label)
+            box = [xs.min() / 45, ys.min() / 31, (xs.max() + 1) / 45, (ys.max() + 1) / 31]
+            expected[(class_id, track_id)] = [round(v, 5) for v in box]
+    assert {(t["class_id"], t["track_id"]): t["boxes"]["3"] for t in tracks} == expected
