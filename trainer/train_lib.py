@@ -221,7 +221,9 @@ def _checkpoint_manager(
     items = dict(parts.model.checkpoint_items, global_step=parts.global_step)
     if parts.trainer is not None:
         items["optimizer"] = parts.trainer.optimizer
-    checkpoint = tf.train.Checkpoint(**items)
+        checkpoint = tf.train.Checkpoint(**items)
+    else:  # Evaluation restores a training checkpoint without its optimizer.
+        checkpoint = _PartialCheckpoint(**items)
     trainer_options = options.trainer_options
     # Every worker must save (saving reads synchronised variables), but only the chief
     # into model_dir; the others write to a scratch folder and resume from model_dir.
@@ -233,6 +235,18 @@ def _checkpoint_manager(
         checkpoint_interval=trainer_options.save_checkpoints_steps,
         init_fn=functools.partial(_initialize, model_dir, checkpoint, parts.model, options),
     )
+
+
+class _PartialCheckpoint(tf.train.Checkpoint):
+    """A checkpoint whose restores expect to leave values of the file unused.
+
+    Without `expect_partial`, each restore of a training checkpoint into the evaluation
+    model logs one warning per value it does not hold (the optimizer's slots, the
+    training-only heads): hundreds of lines at every evaluation.
+    """
+
+    def restore(self, save_path: str, options: tf.train.CheckpointOptions | None = None):
+        return super().restore(save_path, options=options).expect_partial()
 
 
 def _initialize(
