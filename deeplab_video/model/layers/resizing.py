@@ -24,7 +24,11 @@ def resize_align_corners(
     """
     if images.shape[1] == size[0] and images.shape[2] == size[1]:
         return images
-    resized = tf.compat.v1.image.resize_bilinear(
-        tf.cast(images, tf.float32), tf.stack(size), align_corners=True
+    # The op behind tf.compat.v1.image.resize_bilinear, which logs a deprecation warning.
+    resized = tf.raw_ops.ResizeBilinear(
+        images=tf.cast(images, tf.float32),
+        size=tf.stack(size),
+        align_corners=True,
+        half_pixel_centers=False,
     )
     return tf.cast(resized, images.dtype)
