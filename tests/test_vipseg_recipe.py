@@ -81,12 +81,17 @@ def test_data(case):
     assert tuple(train.crop_size) == crop
     assert train.augmentations.min_scale_factor == pytest.approx(0.5)
     assert train.augmentations.max_scale_factor == pytest.approx(2.0)
+    # MIN_SIZE_TEST 897, MAX_SIZE_TEST 1601.
+    evaluation = options.eval_dataset_options
+    assert (evaluation.min_resize_value, evaluation.max_resize_value) == (897, 1601)
+    assert tuple(evaluation.crop_size) == (897, 1601)
 
 
 def test_post_processing_and_tracking(case):
     options, (_, _, mask_threshold, lamb_threshold, *_) = case
     evaluator = options.evaluator_options
     post = evaluator.post_processing
+    assert post.mode == "pixelwise_official"
     assert post.class_threshold_thing == pytest.approx(0.5)
     assert post.class_threshold_stuff == pytest.approx(0.5)
     assert post.mask_threshold == pytest.approx(mask_threshold)

@@ -31,6 +31,9 @@ MAX_PIXEL = 255.0
 COLOR_JITTER_SEED_TAG = 1
 COPY_PASTE_SEED_TAG = 2
 
+# Added to scaled sides before flooring them (resize_to_range).
+RESIZE_SLACK = 1e-3
+
 
 def _stack_frames(image: tf.Tensor, panoptic: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     """[T, H, W, 3] and [T, H, W] -> [H, W, 3T] and [H, W, T]."""
@@ -100,7 +103,9 @@ def resize_to_range(
     scale = min_size / tf.reduce_min(size) if min_size else tf.constant(1.0)
     if max_size:
         scale = tf.minimum(scale, max_size / tf.reduce_max(size))
-    new_size = tf.cast(tf.floor(size * scale), tf.int32)
+    # The slack keeps float32 rounding from flooring the bounded side one pixel short
+    # (720 * (897 / 720) is 896.99994 in float32).
+    new_size = tf.cast(tf.floor(size * scale + RESIZE_SLACK), tf.int32)
     stacked_image, stacked_label = _stack_frames(image, panoptic)
     stacked_image, stacked_label = _resize(stacked_image, stacked_label, new_size)
     return _unstack_frames(stacked_image, stacked_label)

@@ -225,3 +225,43 @@ def pixelwise_owner(
     area = tf.math.unsorted_segment_sum(tf.cast(solid, tf.float32), best, num_queries)
     solid &= tf.gather(area >= area_limit, best)
     return tf.where(solid, tf.gather(rank, best), num_queries)
+
+
+def official_pixelwise_owner(
+    kept_logits: tf.Tensor,
+    ids: tf.Tensor,
+    rank: tf.Tensor,
+    pixel_confidence_threshold: float,
+) -> tf.Tensor:
+    """The official Video-kMaX pixel-wise merge (`panoptic_inference_pixel`).
+
+    The queries left out get logit -9999, so the softmax over all queries is the softmax
+    over the kept ones; each pixel goes to its highest-logit kept query when that query's
+    probability exceeds the threshold, else it is void. With no kept query the softmax is
+    uniform and the argmax is query 0, as in the official code.
+
+    Args:
+      kept_logits: float32 [num_pixels, K], the logits of the kept queries `ids`.
+      ids: int32 [K], the kept queries, ascending.
+      rank: int32 [num_queries].
+      pixel_confidence_threshold: the official CLASS_THRESHOLD_THING.
+
+    Returns:
+      int32 [num_pixels]: rank of the owning query, num_queries for void.
+    """
+    num_queries = rank.shape[0]
+
+    def assigned() -> tf.Tensor:
+        best = tf.argmax(kept_logits, axis=1, output_type=tf.int32)
+        probability = tf.exp(
+            tf.reduce_max(kept_logits, axis=1) - tf.reduce_logsumexp(kept_logits, axis=1)
+        )
+        owner = tf.gather(rank, tf.gather(ids, best))
+        return tf.where(probability > pixel_confidence_threshold, owner, num_queries)
+
+    def none_kept() -> tf.Tensor:
+        uniform_wins = 1.0 / num_queries > pixel_confidence_threshold
+        owner = rank[0] if uniform_wins else tf.constant(num_queries, tf.int32)
+        return tf.fill(tf.shape(kept_logits)[:1], owner)
+
+    return tf.cond(tf.size(ids) > 0, assigned, none_kept)

@@ -1,7 +1,7 @@
 """Panoptic inference for one clip: query masks and classes -> panoptic tubes and objects.
 
 A query's mask spans all T frames of a clip, so every query yields one tube and the
-merging below treats the clip as one [T * height * width] canvas. Two modes
+merging below treats the clip as one [T * height * width] canvas. Three modes
 (PostProcessingOptions.mode):
 
 - "maskwise": kMaX's mask-wise merging (Yu et al., k-means Mask Transformer, ECCV 2022;
@@ -15,9 +15,16 @@ merging below treats the clip as one [T * height * width] canvas. Two modes
   binary area is still unclaimed, and that unclaimed area reaches the thing/stuff area
   limit (as the official code, the limit is applied inside the merge, so a dropped mask
   leaves its pixels to lower-ranked masks).
-- "pixelwise": MaX-DeepLab's argmax over the class-confident queries; pixels whose best
-  probability is at most pixel_confidence_threshold, or whose overall best query is not
-  confident, are void. Queries whose region is smaller than their area limit become void.
+- "pixelwise": MaX-DeepLab's argmax over the class-confident queries (DeepLab2's
+  variant); pixels whose best probability is at most pixel_confidence_threshold, or whose
+  overall best query is not confident, are void. Queries whose region is smaller than
+  their area limit become void.
+- "pixelwise_official": the official Video-kMaX default (`panoptic_inference_pixel`): a
+  query takes part when its class score exceeds mask_threshold (OBJECT_MASK_THRESHOLD,
+  things and stuff alike); each pixel goes to its highest-logit such query when that
+  query's probability (a softmax over them) exceeds class_threshold_thing
+  (CLASS_THRESHOLD_THING), else it is void. No area limit, no test against the other
+  queries; class_threshold_stuff and pixel_confidence_threshold are unused.
 
 Instead of DeepLab2's loop over mask slots, the mask-wise merge is solved as a fixed point
 (see `mask_merging.maskwise_owner`), so no per-slot work is unrolled into the graph.
@@ -29,19 +36,21 @@ clip-local id, class, class confidence, box (union over the frames) and query em
 Stuff never becomes an object row, so it never enters tracking.
 
 Logits are resized with align_corners=True, DeepLab2's convention for inputs of size
-stride * k + 1 (our crop sizes); merge_at_input_resolution=False merges at stride 4 and
-resizes the segment map by nearest neighbour instead.
+stride * k + 1 (our crop sizes; the official code aligns corners for such sizes too): to
+the network's input canvas, cropped to the image (padding never takes part in the merge),
+then resized to the output size when the frames were resized for the network (evaluation
+at min/max_resize_value); merge_at_input_resolution=False merges at stride 4 and resizes
+the segment map by nearest neighbour instead.
 """
 
 from typing import NamedTuple
 
 import tensorflow as tf
 
+from deeplab_video import config
 from deeplab_video.data import datasets
 from deeplab_video.post_processing import mask_merging, object_features
 from deeplab_video.protos import evaluator_pb2
-
-_MODES = ("maskwise", "pixelwise")
 
 
 class ClipPanoptic(NamedTuple):
@@ -70,8 +79,11 @@ class ClipPanoptic(NamedTuple):
 
 def _validate(options: evaluator_pb2.PostProcessingOptions) -> None:
     """Raises ValueError naming the first out-of-range post-processing option."""
-    if options.mode not in _MODES:
-        raise ValueError(f"post_processing.mode must be one of {_MODES}; got '{options.mode}'.")
+    if options.mode not in config.POST_PROCESSING_MODES:
+        raise ValueError(
+            f"post_processing.mode must be one of {config.POST_PROCESSING_MODES}; "
+            f"got '{options.mode}'."
+        )
     for name in ("class_threshold_thing", "class_threshold_stuff", "overlap_threshold"):
         if not 0.0 <= getattr(options, name) <= 1.0:
             raise ValueError(f"post_processing.{name} must lie in [0, 1].")
@@ -115,6 +127,226 @@ def _resize_nearest(labels: tf.Tensor, size: tuple) -> tf.Tensor:
     return tf.gather(labels, source(size[1], tf.shape(labels)[2]), axis=2)
 
 
+class _Queries(NamedTuple):
+    """Class predictions of the N queries.
+
+    Attributes:
+      scores: float32 [N], class confidence (softmax over the classes, void left out).
+      classes: int32 [N], the most likely class.
+      is_thing: bool [N], whether that class is a thing.
+      kept: bool [N], queries whose class is confident enough to be merged.
+      area_limit: float32 [N], the query's thing or stuff area limit.
+    """
+
+    scores: tf.Tensor
+    classes: tf.Tensor
+    is_thing: tf.Tensor
+    kept: tf.Tensor
+    area_limit: tf.Tensor
+
+
+class _Geometry(NamedTuple):
+    """Where the image lies on the network's input canvas, and the size to return.
+
+    The stride-4 logits cover `canvas` (the padded network input); the image fills its
+    top-left `image` part; merging happens on the image resized to `output` (the
+    evaluated frame size), or at stride 4 with merge_at_input_resolution=False.
+    """
+
+    canvas: tuple
+    image: tuple
+    output: tuple
+
+
+def _classify_queries(
+    class_logits: tf.Tensor,
+    descriptor: datasets.DatasetDescriptor,
+    options: evaluator_pb2.PostProcessingOptions,
+) -> _Queries:
+    """Scores, classes and the class-confidence test of every query."""
+    class_probs = tf.nn.softmax(class_logits, axis=-1)[:, :-1]
+    scores = tf.reduce_max(class_probs, axis=-1)
+    classes = tf.argmax(class_probs, axis=-1, output_type=tf.int32)
+    thing_ids = tf.constant(list(descriptor.thing_ids) or [-1], tf.int32)
+    is_thing = tf.reduce_any(tf.equal(classes[:, tf.newaxis], thing_ids[tf.newaxis, :]), axis=1)
+    if options.mode == "pixelwise_official":
+        # The official panoptic_inference_pixel tests OBJECT_MASK_THRESHOLD on the class
+        # score of things and stuff alike.
+        kept = scores > options.mask_threshold
+    else:
+        kept = scores >= tf.where(
+            is_thing, options.class_threshold_thing, options.class_threshold_stuff
+        )
+    area_limit = tf.cast(
+        tf.where(is_thing, options.thing_area_limit, options.stuff_area_limit), tf.float32
+    )
+    return _Queries(scores, classes, is_thing, kept, area_limit)
+
+
+def _image_is_output(geometry: _Geometry) -> bool:
+    """Whether canvas, image and output are statically the same size (nothing to crop)."""
+
+    def same(a: tuple, b: tuple) -> bool:
+        return all(x is y or (isinstance(x, int) and x == y) for x, y in zip(a, b, strict=True))
+
+    return same(geometry.canvas, geometry.image) and same(geometry.image, geometry.output)
+
+
+def _logits_on_output(logits: tf.Tensor, geometry: _Geometry) -> tf.Tensor:
+    """float32 [T, h, w, C] stride-4 canvas logits -> [T, *output, C] logits of the image.
+
+    Resized to the canvas, cropped to the image (padding never takes part in the merge,
+    as the official code crops before merging), then resized to the output size.
+    """
+    if _image_is_output(geometry):
+        return _resize_logits(logits, geometry.output)
+    logits = _resize_logits(logits, geometry.canvas)[:, : geometry.image[0], : geometry.image[1]]
+    return _resize_logits(logits, geometry.output)
+
+
+def _labels_on_output(labels: tf.Tensor, geometry: _Geometry) -> tf.Tensor:
+    """int32 [T, h, w] stride-4 canvas labels -> [T, *output] labels of the image."""
+    if _image_is_output(geometry):
+        return _resize_nearest(labels, geometry.output)
+    labels = _resize_nearest(labels, geometry.canvas)[:, : geometry.image[0], : geometry.image[1]]
+    return _resize_nearest(labels, geometry.output)
+
+
+def _kept_logits_on_output(
+    mask_logits: tf.Tensor, ids: tf.Tensor, geometry: _Geometry, at_input: bool
+) -> tf.Tensor:
+    """float32 [num_pixels, K]: the logits of the kept queries `ids` where merging happens.
+
+    Only those channels are resized (resizing is per channel, so they equal the channels
+    of the full resize).
+    """
+    kept = tf.gather(mask_logits, ids, axis=-1)
+    if at_input:
+        shape = tf.shape(mask_logits)
+        kept = tf.cond(  # The resize rejects an image without channels.
+            tf.size(ids) > 0,
+            lambda: _logits_on_output(kept, geometry),
+            lambda: tf.zeros(tf.concat([[shape[0]], geometry.output, [0]], axis=0)),
+        )
+    return tf.reshape(kept, [-1, tf.shape(ids)[0]])
+
+
+def _merge(
+    mask_logits: tf.Tensor,
+    queries: _Queries,
+    geometry: _Geometry,
+    options: evaluator_pb2.PostProcessingOptions,
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """Merges the query masks into one segment map of the image.
+
+    Returns:
+      owner: int32 [T, *output]: the rank of each pixel's query, num_queries for void.
+      order: int32 [num_queries]: the queries in rank order.
+    """
+    num_queries = mask_logits.shape[-1]
+    at_input = options.merge_at_input_resolution
+    ids = mask_merging.confident_ids(queries.kept)
+    if at_input:
+        merge_shape = tf.concat([tf.shape(mask_logits)[:1], geometry.output], axis=0)
+    else:
+        merge_shape = tf.shape(mask_logits)[:3]
+    if options.mode != "pixelwise_official":  # These need every query's logits.
+        merged = _logits_on_output(mask_logits, geometry) if at_input else mask_logits
+        flat_logits = tf.reshape(merged, [-1, num_queries])
+    if options.mode == "maskwise":
+        masks = mask_merging.confident_masks(
+            flat_logits,
+            _kept_logits_on_output(mask_logits, ids, geometry, at_input),
+            ids,
+            options.mask_threshold,
+        )
+        sets = mask_merging.mask_sets(masks.on, num_queries)
+        area, mask_confidence = mask_merging.mask_area_and_confidence(masks, sets, num_queries)
+        ranking = (queries.scores**options.reorder_class_weight) * (
+            mask_confidence**options.reorder_mask_weight
+        )
+    else:
+        ranking = queries.scores
+    order = tf.argsort(ranking, direction="DESCENDING", stable=True)
+    rank = tf.math.invert_permutation(order)
+    if options.mode == "maskwise":
+        owner = mask_merging.maskwise_owner(
+            ids, sets, area, queries.area_limit, rank, options.overlap_threshold
+        )
+    elif options.mode == "pixelwise":
+        owner = mask_merging.pixelwise_owner(
+            flat_logits, queries.kept, queries.area_limit, rank, options.pixel_confidence_threshold
+        )
+    else:
+        owner = mask_merging.official_pixelwise_owner(
+            _kept_logits_on_output(mask_logits, ids, geometry, at_input),
+            ids,
+            rank,
+            options.class_threshold_thing,
+        )
+    owner = tf.reshape(owner, merge_shape)
+    if not at_input:
+        owner = _labels_on_output(owner, geometry)
+    return owner, order
+
+
+def _object_table(
+    owner: tf.Tensor,
+    order: tf.Tensor,
+    queries: _Queries,
+    query_embeddings: tf.Tensor,
+    descriptor: datasets.DatasetDescriptor,
+    max_objects: int,
+) -> ClipPanoptic:
+    """Labels the segment map and lists its thing objects (clip-local ids in rank order)."""
+    num_queries = queries.scores.shape[0]
+    divisor = descriptor.label_divisor
+    # Thing objects in rank order get clip-local ids 1..max_objects; rank num_queries is void.
+    owner_area = tf.math.bincount(
+        tf.reshape(owner, [-1]), minlength=num_queries + 1, maxlength=num_queries + 1
+    )[:num_queries]
+    ranked_is_thing = tf.gather(queries.is_thing, order)
+    ranked_is_object = ranked_is_thing & (owner_area > 0)
+    ranked_local = tf.cumsum(tf.cast(ranked_is_object, tf.int32)) * tf.cast(
+        ranked_is_object, tf.int32
+    )
+    ranked_local = tf.where(ranked_local <= max_objects, ranked_local, 0)
+    void = descriptor.ignore_label * divisor
+    ranked_value = tf.where(
+        ranked_is_thing & (ranked_local == 0),
+        void,
+        tf.gather(queries.classes, order) * divisor + ranked_local,
+    )
+    panoptic = tf.gather(tf.concat([ranked_value, [void]], axis=0), owner)
+    instance_map = tf.gather(tf.concat([ranked_local, [0]], axis=0), owner)
+
+    num_objects = tf.reduce_sum(tf.cast(ranked_local > 0, tf.int32))
+    object_queries = tf.boolean_mask(order, ranked_local > 0)
+    row_valid = tf.range(max_objects) < num_objects
+    query_indices = tf.pad(object_queries, [[0, max_objects - num_objects]], constant_values=-1)
+    safe_queries = tf.maximum(query_indices, 0)
+    boxes, _ = object_features.object_boxes(instance_map, max_objects)
+    return ClipPanoptic(
+        panoptic=panoptic,
+        num_objects=num_objects,
+        query_indices=query_indices,
+        local_ids=tf.where(row_valid, tf.range(1, max_objects + 1), 0),
+        classes=tf.where(row_valid, tf.gather(queries.classes, safe_queries), -1),
+        scores=tf.where(row_valid, tf.gather(queries.scores, safe_queries), 0.0),
+        boxes=boxes,
+        embeddings=tf.where(
+            row_valid[:, tf.newaxis], tf.gather(query_embeddings, safe_queries), 0.0
+        ),
+    )
+
+
+def _size(size: tuple | None) -> tuple | None:
+    """(height, width) as Python ints, or the int32 scalar tensors given."""
+    if size is None:
+        return None
+    return tuple(side if tf.is_tensor(side) else int(side) for side in size)
+
+
 def panoptic_inference(
     mask_logits: tf.Tensor,
     class_logits: tf.Tensor,
@@ -122,20 +354,28 @@ def panoptic_inference(
     output_size: tuple[int | tf.Tensor, int | tf.Tensor],
     descriptor: datasets.DatasetDescriptor,
     options: evaluator_pb2.PostProcessingOptions,
+    canvas_size: tuple[int | tf.Tensor, int | tf.Tensor] | None = None,
+    image_size: tuple[int | tf.Tensor, int | tf.Tensor] | None = None,
 ) -> ClipPanoptic:
     """Turns one clip's query predictions into a panoptic clip and its thing objects.
 
     Args:
-      mask_logits: float32 [num_frames, h, w, num_queries] (stride 4); num_queries static.
+      mask_logits: float32 [num_frames, h, w, num_queries] (stride 4 of canvas_size);
+        num_queries static.
       class_logits: float32 [num_queries, num_classes + 1], void last.
       query_embeddings: float32 [num_queries, embedding_dim].
       output_size: (height, width) of the returned panoptic clip: ints, or int32 scalar
         tensors when the frame size is only known at run time (the exported model).
       descriptor: dataset constants (thing_ids, label_divisor, ignore_label).
       options: thresholds, area limits, mode and object capacity.
+      canvas_size: (height, width) of the network input the logits were computed on
+        (None: output_size).
+      image_size: (height, width) of the image in the top-left corner of the canvas; the
+        rest is padding, left out of the merge (None: canvas_size). The image is resized
+        to output_size before merging (the evaluation resize undone).
 
     Returns:
-      A ClipPanoptic; panoptic is int32 [num_frames, height, width].
+      A ClipPanoptic; panoptic is int32 [num_frames, height, width] of output_size.
 
     Raises:
       ValueError: on an unknown mode, an out-of-range threshold, or a non-static number of
@@ -145,103 +385,13 @@ def panoptic_inference(
     mask_logits = tf.convert_to_tensor(mask_logits, tf.float32)
     class_logits = tf.convert_to_tensor(class_logits, tf.float32)
     query_embeddings = tf.convert_to_tensor(query_embeddings, tf.float32)
-    num_queries = mask_logits.shape[-1]
-    if num_queries is None:
+    if mask_logits.shape[-1] is None:
         raise ValueError("mask_logits needs a static number of queries (last axis).")
-    output_size = tuple(side if tf.is_tensor(side) else int(side) for side in output_size)
-    max_objects = options.max_objects_per_clip
-    divisor = descriptor.label_divisor
-
-    class_probs = tf.nn.softmax(class_logits, axis=-1)[:, :-1]
-    scores = tf.reduce_max(class_probs, axis=-1)
-    classes = tf.argmax(class_probs, axis=-1, output_type=tf.int32)
-    thing_ids = tf.constant(list(descriptor.thing_ids) or [-1], tf.int32)
-    is_thing = tf.reduce_any(tf.equal(classes[:, tf.newaxis], thing_ids[tf.newaxis, :]), axis=1)
-    confident = scores >= tf.where(
-        is_thing, options.class_threshold_thing, options.class_threshold_stuff
-    )
-    area_limit = tf.cast(
-        tf.where(is_thing, options.thing_area_limit, options.stuff_area_limit), tf.float32
-    )
-
-    if options.mode == "maskwise":
-        # Only class-confident queries can be pasted: their logits are resized on their own
-        # (resizing is per channel, so these equal the channels of the full resize).
-        ids = mask_merging.confident_ids(confident)
-        confident_logits = tf.gather(mask_logits, ids, axis=-1)
-    if options.merge_at_input_resolution:
-        mask_logits = _resize_logits(mask_logits, output_size)
-    merge_shape = tf.shape(mask_logits)[:3]
-    flat_logits = tf.reshape(mask_logits, [-1, num_queries])
-    if options.mode == "maskwise":
-        if options.merge_at_input_resolution:
-            confident_logits = tf.cond(  # The resize rejects an image without channels.
-                tf.size(ids) > 0,
-                lambda: _resize_logits(confident_logits, output_size),
-                lambda: tf.zeros(tf.concat([merge_shape, [0]], axis=0)),
-            )
-        masks = mask_merging.confident_masks(
-            flat_logits,
-            tf.reshape(confident_logits, [tf.shape(flat_logits)[0], -1]),
-            ids,
-            options.mask_threshold,
-        )
-        sets = mask_merging.mask_sets(masks.on, num_queries)
-        area, mask_confidence = mask_merging.mask_area_and_confidence(masks, sets, num_queries)
-        ranking = (scores**options.reorder_class_weight) * (
-            mask_confidence**options.reorder_mask_weight
-        )
-    else:
-        ranking = scores
-    order = tf.argsort(ranking, direction="DESCENDING", stable=True)
-    rank = tf.math.invert_permutation(order)
-    if options.mode == "maskwise":
-        owner = mask_merging.maskwise_owner(
-            ids, sets, area, area_limit, rank, options.overlap_threshold
-        )
-    else:
-        owner = mask_merging.pixelwise_owner(
-            flat_logits, confident, area_limit, rank, options.pixel_confidence_threshold
-        )
-    owner = tf.reshape(owner, merge_shape)
-    if not options.merge_at_input_resolution:
-        owner = _resize_nearest(owner, output_size)
-
-    # Thing objects in rank order get clip-local ids 1..max_objects; rank num_queries is void.
-    owner_area = tf.math.bincount(
-        tf.reshape(owner, [-1]), minlength=num_queries + 1, maxlength=num_queries + 1
-    )[:num_queries]
-    ranked_is_object = tf.gather(is_thing, order) & (owner_area > 0)
-    ranked_local = tf.cumsum(tf.cast(ranked_is_object, tf.int32)) * tf.cast(
-        ranked_is_object, tf.int32
-    )
-    ranked_local = tf.where(ranked_local <= max_objects, ranked_local, 0)
-    ranked_classes = tf.gather(classes, order)
-    void = descriptor.ignore_label * divisor
-    ranked_value = tf.where(
-        tf.gather(is_thing, order) & (ranked_local == 0),
-        void,
-        ranked_classes * divisor + ranked_local,
-    )
-    panoptic = tf.gather(tf.concat([ranked_value, [void]], axis=0), owner)
-    instance_map = tf.gather(tf.concat([ranked_local, [0]], axis=0), owner)
-
-    num_objects = tf.reduce_sum(tf.cast(ranked_local > 0, tf.int32))
-    object_queries = tf.boolean_mask(order, ranked_local > 0)
-    pad = [[0, max_objects - num_objects]]
-    row_valid = tf.range(max_objects) < num_objects
-    query_indices = tf.pad(object_queries, pad, constant_values=-1)
-    safe_queries = tf.maximum(query_indices, 0)
-    boxes, _ = object_features.object_boxes(instance_map, max_objects)
-    return ClipPanoptic(
-        panoptic=panoptic,
-        num_objects=num_objects,
-        query_indices=query_indices,
-        local_ids=tf.where(row_valid, tf.range(1, max_objects + 1), 0),
-        classes=tf.where(row_valid, tf.gather(classes, safe_queries), -1),
-        scores=tf.where(row_valid, tf.gather(scores, safe_queries), 0.0),
-        boxes=boxes,
-        embeddings=tf.where(
-            row_valid[:, tf.newaxis], tf.gather(query_embeddings, safe_queries), 0.0
-        ),
+    output = _size(output_size)
+    canvas = _size(canvas_size) or output
+    geometry = _Geometry(canvas=canvas, image=_size(image_size) or canvas, output=output)
+    queries = _classify_queries(class_logits, descriptor, options)
+    owner, order = _merge(mask_logits, queries, geometry, options)
+    return _object_table(
+        owner, order, queries, query_embeddings, descriptor, options.max_objects_per_clip
     )

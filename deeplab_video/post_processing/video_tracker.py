@@ -24,7 +24,7 @@ import tensorflow as tf
 
 from deeplab_video import common, config
 from deeplab_video.data import datasets
-from deeplab_video.post_processing import object_features, panoptic_inference, tracking
+from deeplab_video.post_processing import panoptic_inference, tracking
 from deeplab_video.protos import config_pb2
 
 # Every side of a network input must be a multiple of this plus one (DeepLab2's 4k+1 rule
@@ -32,6 +32,8 @@ from deeplab_video.protos import config_pb2
 INPUT_SIZE_MULTIPLE = 32
 # Value of padded pixels (DeepLab2 pads with the mean pixel, 0 after normalisation).
 PAD_PIXEL_VALUE = 127.5
+# Added to scaled sides before flooring them (data.augmentation.RESIZE_SLACK).
+_RESIZE_SLACK = 1e-3
 
 
 # StitchingOptions.output_frames values (see `output_frames`).
@@ -60,6 +62,37 @@ def output_frames(
         aligned = tf.equal((clip_index * clip_stride) % clip_length, 0)
         return tf.fill([clip_length], aligned)
     return tf.equal(clip_index, 0) | (tf.range(clip_length) >= clip_length - clip_stride)
+
+
+def resized_size(height: Size, width: Size, min_size: int, max_size: int) -> tuple[Size, Size]:
+    """The frame size the network sees: the dataset pipeline's resize_to_range rule.
+
+    The shorter side becomes min_size unless the longer would exceed max_size, in which
+    case the longer becomes max_size (0: no bound; both 0: unchanged), as
+    `data.augmentation.resize_to_range` computes it in float32 (a test pins the two equal).
+
+    Args:
+      height, width: Python ints, or int32 scalar tensors known only at run time.
+      min_size, max_size: eval_dataset_options.min_resize_value / max_resize_value.
+
+    Returns:
+      (height, width): ints for int inputs, int32 scalar tensors otherwise.
+    """
+    if not min_size and not max_size:
+        return height, width
+    if tf.is_tensor(height) or tf.is_tensor(width):
+        size = tf.cast(tf.stack([height, width]), tf.float32)
+        scale = min_size / tf.reduce_min(size) if min_size else tf.constant(1.0)
+        if max_size:
+            scale = tf.minimum(scale, max_size / tf.reduce_max(size))
+        new_size = tf.cast(tf.floor(size * scale + _RESIZE_SLACK), tf.int32)
+        return new_size[0], new_size[1]
+    size = np.array([height, width], np.float32)
+    scale = np.float32(min_size) / size.min() if min_size else np.float32(1.0)
+    if max_size:
+        scale = min(scale, np.float32(max_size) / size.max())
+    new_height, new_width = np.floor(size * scale + np.float32(_RESIZE_SLACK)).astype(int)
+    return int(new_height), int(new_width)
 
 
 def padded_size(height: Size, width: Size) -> tuple[Size, Size]:
@@ -91,6 +124,8 @@ class ClipSegmenter:
         self._descriptor = datasets.get_descriptor(options.eval_dataset_options.dataset)
         self._post_processing = options.evaluator_options.post_processing
         self._embedding_output = options.evaluator_options.memory_buffer.embedding_output
+        eval_dataset = options.eval_dataset_options
+        self._resize_range = (eval_dataset.min_resize_value, eval_dataset.max_resize_value)
         self.segment = tf.function(self._segment)
         self.segment_with_outputs = tf.function(self._segment_with_outputs)
 
@@ -118,10 +153,15 @@ class ClipSegmenter:
         Args:
           frames: float32 or uint8 [T, height, width, 3], pixel values 0..255.
 
+        Frames are resized as the evaluation dataset says (min/max_resize_value; the
+        official VIPSeg evaluation scales 720p frames to 897 x 1594) and padded to the
+        next 32k + 1 size; the masks are merged on the unpadded image brought back to the
+        frames' size.
+
         Returns:
           (the ClipPanoptic of `_segment`, the model's output dict for the padded clip:
           'mask_logits' float32 [1, T, h, w, N] at stride 4 of the padded size
-          `padded_size(height, width)`, 'class_logits', 'query_embeddings', ...).
+          `padded_size(*resized_size(height, width, ...))`, 'class_logits', ...).
 
         Raises:
           KeyError: (when traced) the model has no output named embedding_output.
@@ -132,10 +172,15 @@ class ClipSegmenter:
             frames.shape[axis] if frames.shape[axis] is not None else tf.shape(frames)[axis]
             for axis in (1, 2)
         )
-        target_height, target_width = padded_size(height, width)
+        image_height, image_width = resized_size(height, width, *self._resize_range)
+        if any(self._resize_range):
+            frames = tf.compat.v1.image.resize_bilinear(
+                frames, (image_height, image_width), align_corners=True
+            )
+        target_height, target_width = padded_size(image_height, image_width)
         padded = tf.pad(
             frames,
-            [[0, 0], [0, target_height - height], [0, target_width - width], [0, 0]],
+            [[0, 0], [0, target_height - image_height], [0, target_width - image_width], [0, 0]],
             constant_values=PAD_PIXEL_VALUE,
         )
         outputs = self._model(padded[tf.newaxis], training=False)
@@ -148,25 +193,13 @@ class ClipSegmenter:
             outputs["mask_logits"][0],
             outputs["class_logits"][0],
             outputs[self._embedding_output][0],
-            (target_height, target_width),
+            (height, width),
             self._descriptor,
             self._post_processing,
+            canvas_size=(target_height, target_width),
+            image_size=(image_height, image_width),
         )
-        static = not (tf.is_tensor(height) or tf.is_tensor(width))
-        if static and (target_height, target_width) == (height, width):
-            return clip, outputs
-        panoptic = clip.panoptic[:, :height, :width]
-        divisor = self._descriptor.label_divisor
-        is_thing = tf.reduce_any(
-            tf.equal(
-                (panoptic // divisor)[..., tf.newaxis],
-                tf.constant(self._descriptor.thing_ids or (-1,), tf.int32),
-            ),
-            axis=-1,
-        )
-        instance_map = tf.where(is_thing, panoptic % divisor, 0)
-        boxes, _ = object_features.object_boxes(instance_map, self.max_objects)
-        return clip._replace(panoptic=panoptic, boxes=boxes), outputs
+        return clip, outputs
 
 
 @dataclasses.dataclass

@@ -284,3 +284,92 @@ def test_no_confident_query_is_all_void(in_graph):
     result = (tf.function(run) if in_graph else run)(mask_logits, class_logits)
     assert (result.panoptic.numpy() == VOID).all()
     assert int(result.num_objects) == 0
+
+
+def _official_pixelwise_reference(mask_logits, class_logits, options):
+    """The official Video-kMaX panoptic_inference_pixel, in numpy float64 (its -9999
+    constant included), returning our panoptic encoding of its segments."""
+    shape = mask_logits.shape[:3]
+    logits = mask_logits.reshape(-1, mask_logits.shape[-1]).astype(np.float64)
+    class_probs = np.exp(class_logits.astype(np.float64))
+    class_probs = (class_probs / class_probs.sum(1, keepdims=True))[:, :-1]
+    scores, classes = class_probs.max(1), class_probs.argmax(1)
+    kept = (scores > options.mask_threshold).astype(np.float64)
+    masked = logits * kept + -9999.0 * (1.0 - kept)
+    soft = np.exp(masked - masked.max(1, keepdims=True))
+    soft /= soft.sum(1, keepdims=True)
+    best, best_probability = masked.argmax(1), soft.max(1)
+    confident = best_probability > options.class_threshold_thing
+    panoptic = np.full(best.shape, VOID)
+    # Things numbered by class score (our rank order); the official ids differ only in
+    # numbering. Stuff of one class is one segment in both.
+    things = [q for q in np.argsort(-scores, kind="stable") if classes[q] in DESCRIPTOR.thing_ids]
+    local = {
+        query: index + 1
+        for index, query in enumerate(q for q in things if (confident & (best == q)).any())
+    }
+    for query in np.unique(best):
+        pixels = confident & (best == query)
+        if classes[query] in DESCRIPTOR.thing_ids:
+            if pixels.any():
+                panoptic[pixels] = classes[query] * 100 + local[query]
+        else:
+            panoptic[pixels] = classes[query] * 100
+    return panoptic.reshape(shape)
+
+
+@pytest.mark.parametrize("num_frames", [1, 2])
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_official_pixelwise_matches_the_official_algorithm(num_frames, seed):
+    rng = np.random.default_rng(seed)
+    num_queries = 12
+    mask_logits = (rng.normal(size=(num_frames, 9, 11, num_queries)) * 3).astype(np.float32)
+    class_logits = (rng.normal(size=(num_queries, NUM_CLASSES + 1)) * 3).astype(np.float32)
+    # The VIPSeg near-online settings; area limits and the stuff threshold play no part.
+    options = _options(
+        mode="pixelwise_official",
+        mask_threshold=0.3,
+        class_threshold_thing=0.5,
+        class_threshold_stuff=0.99,
+        thing_area_limit=1000,
+    )
+    result = _run(mask_logits, class_logits, options)
+    expected = _official_pixelwise_reference(mask_logits, class_logits, options)
+    np.testing.assert_array_equal(result.panoptic.numpy(), expected)
+
+
+def test_official_pixelwise_with_no_kept_query_is_void():
+    mask_logits, class_logits = _two_thing_clip(thing_confidence=0.25, stuff_confidence=0.25)
+    options = _options(mode="pixelwise_official", mask_threshold=0.3, class_threshold_thing=0.5)
+    result = _run(mask_logits, class_logits, options)
+    assert (result.panoptic.numpy() == VOID).all()
+    assert int(result.num_objects) == 0
+
+
+@pytest.mark.parametrize("mode", ["maskwise", "pixelwise", "pixelwise_official"])
+def test_padding_takes_no_part_and_the_image_is_resized_back(mode):
+    rng = np.random.default_rng(5)
+    num_queries = 10
+    # Stride-4 logits of a 33 x 41 canvas whose top-left 22 x 30 holds the image.
+    mask_logits = (rng.normal(size=(2, 9, 11, num_queries)) * 3).astype(np.float32)
+    class_logits = (rng.normal(size=(num_queries, NUM_CLASSES + 1)) * 3).astype(np.float32)
+    options = _options(mode=mode, class_threshold_thing=0.3, class_threshold_stuff=0.3)
+    embeddings = np.eye(num_queries, 3, dtype=np.float32)
+    result = panoptic_inference.panoptic_inference(
+        mask_logits,
+        class_logits,
+        embeddings,
+        (18, 24),
+        DESCRIPTOR,
+        options,
+        canvas_size=(33, 41),
+        image_size=(22, 30),
+    )
+    canvas = tf.compat.v1.image.resize_bilinear(mask_logits, (33, 41), align_corners=True)
+    image = tf.compat.v1.image.resize_bilinear(canvas[:, :22, :30], (18, 24), align_corners=True)
+    expected = panoptic_inference.panoptic_inference(
+        image.numpy(), class_logits, embeddings, (18, 24), DESCRIPTOR, options
+    )
+    assert result.panoptic.shape == (2, 18, 24)
+    np.testing.assert_array_equal(result.panoptic.numpy(), expected.panoptic.numpy())
+    np.testing.assert_allclose(result.boxes.numpy(), expected.boxes.numpy())

@@ -5,6 +5,7 @@ import pytest
 import tensorflow as tf
 
 from deeplab_video import config
+from deeplab_video.data import augmentation
 from deeplab_video.model import builder
 from deeplab_video.post_processing import video_tracker
 from tests import conftest
@@ -52,6 +53,44 @@ def test_padded_size_is_the_next_32k_plus_1():
     assert video_tracker.padded_size(375, 1242) == (385, 1249)
     assert video_tracker.padded_size(97, 129) == (97, 129)
     assert video_tracker.padded_size(40, 70) == (65, 97)
+
+
+@pytest.mark.parametrize(
+    "height, width, min_size, max_size",
+    [(720, 1280, 897, 1601), (375, 1242, 0, 0), (40, 70, 60, 0), (300, 500, 0, 200)],
+)
+def test_resized_size_is_the_pipelines_resize_to_range(height, width, min_size, max_size):
+    image = tf.zeros([1, height, width, 3])
+    expected, _ = augmentation.resize_to_range(
+        image, tf.zeros([1, height, width], tf.int32), min_size, max_size
+    )
+    expected = tuple(expected.shape[1:3])
+    assert video_tracker.resized_size(height, width, min_size, max_size) == expected
+    in_graph = video_tracker.resized_size(
+        tf.constant(height), tf.constant(width), min_size, max_size
+    )
+    assert tuple(int(side) for side in in_graph) == expected
+
+
+def test_official_vipseg_test_size():
+    # 720p frames scaled so the shorter side is 897 (the official MIN_SIZE_TEST).
+    assert video_tracker.resized_size(720, 1280, 897, 1601) == (897, 1594)
+
+
+def test_frames_resized_for_the_network_come_back_at_their_size():
+    frames = _video(3)
+    options = _options(2)
+    plain = list(video_tracker.VideoRunner(colour_model, options).stream(iter(frames)))
+    options.eval_dataset_options.min_resize_value = 80
+    options.eval_dataset_options.max_resize_value = 200
+    resized = list(video_tracker.VideoRunner(colour_model, options).stream(iter(frames)))
+    assert [p.panoptic.shape for p in resized] == [(40, 70)] * 3
+    # The squares are found at twice the resolution and brought back: the same classes
+    # but for the squares' borders (where the plain run leaves void pixels).
+    for t, (a, b) in enumerate(zip(plain, resized, strict=True)):
+        assert np.mean(a.panoptic // DIVISOR == b.panoptic // DIVISOR) > 0.9
+        assert b.panoptic[9, 9 + 5 * t] // DIVISOR == 3
+        assert b.panoptic[27, 55 - 5 * t] // DIVISOR == 4
 
 
 @pytest.mark.parametrize("clip_length, num_frames", [(1, 4), (2, 5), (2, 1), (3, 6)])
