@@ -81,6 +81,12 @@ def test_data(case):
     assert tuple(train.crop_size) == crop
     assert train.augmentations.min_scale_factor == pytest.approx(0.5)
     assert train.augmentations.max_scale_factor == pytest.approx(2.0)
+    augment = train.augmentations
+    if clip_length > 1:
+        assert augment.frame_sampling_range == 5  # SAMPLING_FRAME_RANGE
+    assert augment.copy_paste_probability == 1.0
+    assert augment.copy_paste_scale_ratio == pytest.approx(0.5)
+    assert augment.color_jitter.brightness_delta == pytest.approx(32)  # ColorAugSSDTransform
     # MIN_SIZE_TEST 897, MAX_SIZE_TEST 1601.
     evaluation = options.eval_dataset_options
     assert (evaluation.min_resize_value, evaluation.max_resize_value) == (897, 1601)
