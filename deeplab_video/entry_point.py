@@ -66,9 +66,8 @@ def run(main: Callable[[list[str]], Any]) -> None:
             (the program name first) and its module defines the CLI's flags.
     """
     logging.use_absl_handler()
-    tensorflow_logger = std_logging.getLogger("tensorflow")
-    tensorflow_logger.handlers.clear()  # It propagates to absl's handler.
-    tensorflow_logger.setLevel(std_logging.WARNING)
+    logging.get_absl_handler().addFilter(_quiet_tensorflow_info)
+    std_logging.getLogger("tensorflow").handlers.clear()  # It propagates to absl's handler.
     app.run(
         functools.partial(_call_main, main),
         flags_parser=functools.partial(_parse_flags, main.__module__),
@@ -82,9 +81,15 @@ def _parse_flags(module_name: str, argv: list[str]) -> list[str]:
         remaining = flags.FLAGS(argv)
     except flags.Error as error:
         _exit_with_error(f"{_one_line(str(error))} (see --help)", 1)
-    if _verbose():
-        std_logging.getLogger("tensorflow").setLevel(std_logging.NOTSET)
     return remaining
+
+
+def _quiet_tensorflow_info(record: std_logging.LogRecord) -> bool:
+    """Log filter: drops the INFO lines of TensorFlow's own modules unless --verbosity=1."""
+    tensorflow = sys.modules.get("tensorflow")
+    if record.levelno >= std_logging.WARNING or tensorflow is None or _verbose():
+        return True
+    return not record.pathname.startswith(os.path.dirname(tensorflow.__file__) + os.sep)
 
 
 def _show_in_help(module_name: str) -> None:

@@ -4,6 +4,7 @@ A tiny CLI written to a temporary folder runs in subprocesses that never import
 TensorFlow, so these tests stay fast.
 """
 
+import logging
 import os
 import subprocess
 import sys
@@ -183,3 +184,14 @@ def test_importing_the_package_sets_tensorflow_log_level(env, expected):
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=environment
     )
     assert result.stdout.strip() == expected, result.stderr
+
+
+def test_tensorflow_info_lines_are_dropped_unless_verbose():
+    inside = os.path.join(os.path.dirname(tf.__file__), "python", "checkpoint", "saver.py")
+
+    def record(path: str, level: int) -> logging.LogRecord:
+        return logging.LogRecord("absl", level, path, 1, "message", None, None)
+
+    assert not entry_point._quiet_tensorflow_info(record(inside, logging.INFO))
+    assert entry_point._quiet_tensorflow_info(record(inside, logging.WARNING))
+    assert entry_point._quiet_tensorflow_info(record("/work/trainer/train_lib.py", logging.INFO))
