@@ -4,10 +4,14 @@ import json
 
 import cv2
 import numpy as np
+import pytest
+from google.protobuf import text_format
 
 from deeplab_video.data import datasets, panoptic_png
+from deeplab_video.model import builder, pretrained
 from deeplab_video.trainer import infer_lib
 from tests import conftest, video_fixtures
+from tests.model import deeplab2_files
 
 SYNTHETIC = datasets.SYNTHETIC
 
@@ -50,6 +54,27 @@ def test_runs_a_h264_video_end_to_end(tmp_path):
     assert json.loads((output / "tracks.json").read_text())["num_frames"] == 4
     capture = cv2.VideoCapture(str(output / "overlay.mp4"))
     assert capture.read()[1].shape == (36, 52, 3)
+
+
+def test_a_checkpoint_that_does_not_fit_the_config_is_one_error(tmp_path):
+    # A DeepLab2 checkpoint of the reduced COCO network, run with a Cityscapes config.
+    coco = deeplab2_files.reduced_options("coco")
+    deeplab2_files.checkpoint_of(
+        builder.build_model(coco, inference_only=True), str(tmp_path / "dl2" / "ckpt-1")
+    )
+    cityscapes = tmp_path / "cityscapes.textproto"
+    cityscapes.write_text(text_format.MessageToString(deeplab2_files.reduced_options("cityscapes")))
+    video = tmp_path / "clip.mp4"
+    video_fixtures.write_h264(video, [np.zeros((40, 58, 3), np.uint8)] * 2)
+    with pytest.raises(pretrained.CheckpointMismatchError) as error:
+        infer_lib.run_inference(
+            str(video), str(tmp_path / "out"), str(cityscapes), str(tmp_path / "dl2")
+        )
+    message = str(error.value)
+    assert str(tmp_path / "dl2" / "ckpt-1") in message and str(cityscapes) in message
+    # Other head widths (the stem stage feeds it), and the stem stage absent.
+    assert "prediction_head/_pixel_space_head/" in message and "has another shape" in message
+    assert "pixel_decoder/_backbone_norms/4/" in message and "is not in the checkpoint" in message
 
 
 def test_track_boxes_are_the_pixel_extents_of_every_track(tmp_path):

@@ -1,0 +1,53 @@
+"""Tests for deeplab_video.trainer.infer (deeplab-video-infer), run as a command line."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from google.protobuf import text_format
+
+from deeplab_video.data import datasets
+from deeplab_video.model import builder
+from tests import conftest, video_fixtures
+from tests.model import deeplab2_files
+
+
+@pytest.mark.slow
+def test_coco_config_with_a_deeplab2_checkpoint_on_an_h264_clip(tmp_path):
+    # The COCO config's network at the tiny model's widths, with weights in DeepLab2's
+    # checkpoint format; a 5-frame H.264 clip of odd size.
+    options = deeplab2_files.reduced_options("coco")
+    config_file = tmp_path / "coco.textproto"
+    config_file.write_text(text_format.MessageToString(options))
+    deeplab2_files.checkpoint_of(
+        builder.build_model(options, inference_only=True), str(tmp_path / "dl2" / "ckpt-150000")
+    )
+    rng = np.random.default_rng(0)
+    video = tmp_path / "street.mp4"
+    video_fixtures.write_h264(video, [rng.integers(0, 255, (40, 58, 3), np.uint8)] * 5)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "deeplab_video.trainer.infer",
+            f"--config_file={config_file}",
+            f"--checkpoint={tmp_path / 'dl2'}",
+            f"--input={video}",
+            f"--output_dir={tmp_path / 'out'}",
+        ],
+        cwd=conftest.REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "DeepLab2 kMaX-DeepLab checkpoint" in result.stderr
+    assert "Not in the checkpoint" not in result.stderr
+    output = tmp_path / "out"
+    assert len(list((output / "panoptic").iterdir())) == 5
+    tracks = json.loads((output / "tracks.json").read_text())
+    assert tracks["num_frames"] == 5
+    names = set(datasets.COCO_PANOPTIC.class_names)
+    assert all(track["class_name"] in names for track in tracks["tracks"])
