@@ -13,14 +13,14 @@ For every case (dataset, backbone), in two processes:
         --deeplab2_python /path/to/tf215-venv/bin/python --work_dir /tmp/parity \
         --cases coco:resnet50,coco:axial_resnet50,cityscapes:convnext_tiny
 
-Prints one line per case (variables restored / missing / mismatched / unused, and the
-largest absolute difference of the class logits and of the mask logits next to the
-largest reference value and the float32 noise floor) and writes parity.json to work_dir.
-Exits with status 1 when a variable is missing or mismatched or a difference exceeds
---tolerance times the largest reference value. Random networks amplify float32 rounding
-(their logits reach 1e3, and k-means argmax near-ties amplify it further): the noise
-floor, how far our own outputs move when the input is scaled by 1 + 1e-6, shows how much
-difference rounding alone makes for that network.
+Prints one line per case (variables restored / missing / mismatched / unused; for the
+class logits and the mask logits the largest absolute difference, the reference's RMS and
+the float32 noise floor) and writes parity.json to work_dir. Exits with status 1 when a
+variable is missing or mismatched or a difference exceeds --tolerance times the
+reference's RMS. A random network amplifies float32 rounding, enormously where a k-means
+argmax has a near-tie: the noise floor, how far our own outputs move when the input is
+scaled by 1 + 1e-6, shows how much difference rounding alone makes for that network, and
+a seed whose floor is above the tolerance is replaced by the next one of --seeds.
 """
 
 import json
@@ -46,9 +46,14 @@ _CASES = flags.DEFINE_list(
     "dataset:backbone pairs; datasets coco, cityscapes; backbones as in our configs.",
 )
 _SIZE = flags.DEFINE_string("size", "161,225", "Image height,width (each 32k + 1).")
-_SEED = flags.DEFINE_integer("seed", 0, "Seed of the random weights and image.")
+_SEEDS = flags.DEFINE_list(
+    "seeds",
+    ["0", "1", "2"],
+    "Seeds of the random weights and image, tried in order until one gives a well-"
+    "conditioned network (noise floor within --tolerance x RMS).",
+)
 _TOLERANCE = flags.DEFINE_float(
-    "tolerance", 1e-3, "Largest accepted difference, relative to the largest reference value."
+    "tolerance", 1e-3, "Largest accepted difference, relative to the reference's RMS."
 )
 flags.mark_flags_as_required(["deeplab2", "work_dir"])
 
@@ -64,7 +69,7 @@ _DEEPLAB2_BACKBONES = {
 }
 
 
-def run_reference(dataset: str, backbone: str, output_dir: str) -> None:
+def run_reference(dataset: str, backbone: str, seed: int, output_dir: str) -> None:
     """DeepLab2's side of one case, in DeepLab2's Python."""
     deeplab2_config = (
         f"configs/{dataset}/kmax_deeplab/kmax_meta_{_DEEPLAB2_BACKBONES[backbone]}_os32.textproto"
@@ -77,7 +82,7 @@ def run_reference(dataset: str, backbone: str, output_dir: str) -> None:
             f"--config={deeplab2_config}",
             f"--output_dir={output_dir}",
             f"--size={_SIZE.value}",
-            f"--seed={_SEED.value}",
+            f"--seed={seed}",
         ],
         check=True,
         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
@@ -110,18 +115,30 @@ def compare(dataset: str, backbone: str, output_dir: str) -> dict:
         "class_max_abs": float(np.abs(expected_classes).max()),
         "mask_max_abs_diff": float(np.abs(mask_logits - reference["mask_logits"]).max()),
         "mask_max_abs": float(np.abs(reference["mask_logits"]).max()),
+        "class_rms": float(np.sqrt(np.mean(expected_classes**2))),
+        "mask_rms": float(np.sqrt(np.mean(reference["mask_logits"] ** 2))),
         "class_noise_floor": float(np.abs(nudged["class_logits"][0].numpy() - class_logits).max()),
         "mask_noise_floor": float(np.abs(nudged["mask_logits"][0, 0].numpy() - mask_logits).max()),
         "mask_shape": list(mask_logits.shape),
     }
 
 
+def well_conditioned(result: dict, tolerance: float) -> bool:
+    """Whether rounding moves the network's outputs by less than tolerance x RMS."""
+    return all(
+        result[f"{name}_noise_floor"] <= tolerance * result[f"{name}_rms"]
+        for name in ("class", "mask")
+    )
+
+
 def passes(result: dict, tolerance: float) -> bool:
     return (
         result["missing"] == 0
         and result["mismatched"] == 0
-        and result["class_max_abs_diff"] <= tolerance * result["class_max_abs"]
-        and result["mask_max_abs_diff"] <= tolerance * result["mask_max_abs"]
+        and all(
+            result[f"{name}_max_abs_diff"] <= tolerance * result[f"{name}_rms"]
+            for name in ("class", "mask")
+        )
     )
 
 
@@ -133,24 +150,28 @@ def main(argv: list[str]) -> None:
         dataset, _, backbone = case.partition(":")
         if dataset not in ("coco", "cityscapes") or backbone not in _DEEPLAB2_BACKBONES:
             raise app.UsageError(f"unknown case '{case}'")
-        output_dir = os.path.join(_WORK_DIR.value, f"{dataset}_{backbone}")
-        logging.info("Case %s: DeepLab2's side", case)
-        run_reference(dataset, backbone, output_dir)
-        logging.info("Case %s: ours", case)
-        results.append(compare(dataset, backbone, output_dir))
+        for seed in _SEEDS.value:
+            output_dir = os.path.join(_WORK_DIR.value, f"{dataset}_{backbone}_seed{seed}")
+            logging.info("Case %s, seed %s: DeepLab2's side", case, seed)
+            run_reference(dataset, backbone, int(seed), output_dir)
+            logging.info("Case %s, seed %s: ours", case, seed)
+            result = dict(compare(dataset, backbone, output_dir), seed=int(seed))
+            if well_conditioned(result, _TOLERANCE.value):
+                break
+            logging.info("Seed %s gives an ill-conditioned network (a k-means near-tie)", seed)
+        results.append(result)
     with open(os.path.join(_WORK_DIR.value, "parity.json"), "w", encoding="utf-8") as f:
         json.dump(results, f, indent=1)
     print(
-        f"{'case':<26}restored missing mismatched unused"
-        "  class |diff| / max (floor)      mask |diff| / max (floor)"
+        f"{'case':<26}seed restored missing mismatched unused"
+        "   class: max|diff|  RMS  floor     mask: max|diff|  RMS  floor"
     )
     for r in results:
         print(
-            f"{r['case']:<26}{r['restored']:>8}{r['missing']:>8}{r['mismatched']:>11}"
-            f"{r['unused']:>7}  {r['class_max_abs_diff']:.2e} / {r['class_max_abs']:.0f}"
-            f" ({r['class_noise_floor']:.1e})"
-            f"   {r['mask_max_abs_diff']:.2e} / {r['mask_max_abs']:.0f}"
-            f" ({r['mask_noise_floor']:.1e})"
+            f"{r['case']:<26}{r['seed']:>4}{r['restored']:>9}{r['missing']:>8}"
+            f"{r['mismatched']:>11}{r['unused']:>7}   {r['class_max_abs_diff']:>15.1e}"
+            f"{r['class_rms']:>5.1f}{r['class_noise_floor']:>7.0e}   "
+            f"{r['mask_max_abs_diff']:>14.1e}{r['mask_rms']:>5.1f}{r['mask_noise_floor']:>7.0e}"
         )
     if not all(passes(r, _TOLERANCE.value) for r in results):
         sys.exit(1)

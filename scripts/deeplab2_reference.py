@@ -1,10 +1,15 @@
 """DeepLab2 side of the kMaX-DeepLab parity check: run it with DeepLab2's own Python.
 
 Builds DeepLab2's kMaX-DeepLab from a DeepLab2 checkout and one of its own kMaX configs,
-gives every variable random values (batch-norm statistics, gammas, biases and layer scales
-included, so that no residual branch is silenced by a zero or tiny initial value), saves it
-as DeepLab2's trainer does (`tf.train.Checkpoint` of `checkpoint_items` and a global step),
-and writes its outputs on one random image:
+gives every variable random values, saves it as DeepLab2's trainer does
+(`tf.train.Checkpoint` of `checkpoint_items` and a global step), and writes its outputs on
+one random image. No branch is silenced by a zero or tiny initial value: gammas and
+ConvNeXt layer scales are drawn in [0.5, 1.5], or in [0.05, 0.15] for those that start
+at zero or 1e-6 (the last of a residual branch). The batch-norm statistics are, by
+default, those of the real activations on the image (`--batch_norm_statistics=calibrated`:
+one pass that sets each batch norm's moving mean and variance to its input's moments
+before normalising), so that the random network stays well conditioned (logits of order
+1) and float32 rounding is not amplified; `random` draws them instead.
 
     python scripts/deeplab2_reference.py --deeplab2 /path/to/deeplab2 \
         --config configs/coco/kmax_deeplab/kmax_meta_r50_os32.textproto \
@@ -35,6 +40,12 @@ _CONFIG = flags.DEFINE_string(
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Where outputs go.", required=True)
 _SIZE = flags.DEFINE_string("size", "161,225", "Image height,width (each 32k+1).")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the weights and of the image.")
+_BATCH_NORM_STATISTICS = flags.DEFINE_enum(
+    "batch_norm_statistics",
+    "calibrated",
+    ["calibrated", "random"],
+    "Moving statistics: those of the activations on the image, or random.",
+)
 
 # DeepLab2's proto files (compiled in place as its compile.sh does, when not yet done).
 _PROTOS = ("config", "dataset", "evaluator", "model", "trainer")
@@ -56,14 +67,48 @@ def _import_deeplab2(checkout: str):
     sys.path.insert(0, parent)
 
 
-def _random_value(name: str, shape: list[int], rng: np.random.Generator) -> np.ndarray:
-    """A random value for the variable `name`, in a range that keeps activations sane."""
-    if "moving_variance" in name or "gamma" in name or "layer_scale" in name:
+def _random_value(variable: tf.Variable, rng: np.random.Generator) -> np.ndarray:
+    """A random value for `variable`, in a range that keeps activations sane."""
+    name, shape = variable.name, variable.shape.as_list()
+    if "gamma" in name or "layer_scale" in name:
+        starts_small = np.abs(variable.numpy()).max() < 0.01  # a residual branch's last
+        return rng.uniform(0.05, 0.15, shape) if starts_small else rng.uniform(0.5, 1.5, shape)
+    if "moving_variance" in name:
         return rng.uniform(0.5, 1.5, shape)
     if "moving_mean" in name or "beta" in name or "bias" in name:
         return rng.normal(0.0, 0.2, shape)
     fan_in = int(np.prod(shape[:-1])) if len(shape) > 1 else 1
     return rng.normal(0.0, 1.0 / np.sqrt(max(fan_in, 1)), shape)
+
+
+def _calibrate_batch_norms(model: tf.keras.Model, inputs: tf.Tensor) -> None:
+    """Sets every batch norm's moving statistics to the moments of its input on `inputs`.
+
+    One inference pass in which each batch norm first stores the mean and variance of its
+    input (over every axis but its own), then normalises with them, so that the layers
+    after it see calibrated activations.
+    """
+    norm_class = next(
+        c
+        for layer in model.submodules
+        for c in type(layer).__mro__
+        if c.__name__ == "BatchNormalizationBase"
+    )
+    original_call = norm_class.call
+
+    def calibrating_call(self, inputs, training=None, **kwargs):
+        del training
+        axes = [a for a in range(inputs.shape.rank) if a not in self.axis]
+        mean, variance = tf.nn.moments(inputs, axes, keepdims=len(self.axis) > 1)
+        self.moving_mean.assign(tf.reshape(mean, self.moving_mean.shape))
+        self.moving_variance.assign(tf.reshape(variance, self.moving_variance.shape))
+        return original_call(self, inputs, training=False, **kwargs)
+
+    norm_class.call = calibrating_call
+    try:
+        model(inputs, training=False, post_processing=False)
+    finally:
+        norm_class.call = original_call
 
 
 def main(argv: list[str]) -> None:
@@ -87,8 +132,9 @@ def main(argv: list[str]) -> None:
     inputs = tf.constant(image[None], tf.float32)
     model(inputs, training=False, post_processing=False)
     for variable in model.variables:
-        shape = variable.shape.as_list()
-        variable.assign(_random_value(variable.name, shape, rng).astype(np.float32))
+        variable.assign(_random_value(variable, rng).astype(np.float32))
+    if _BATCH_NORM_STATISTICS.value == "calibrated":
+        _calibrate_batch_norms(model, inputs)
     outputs = model(inputs, training=False, post_processing=False)
     # The per-layer predictions of the decoder (dropped by DeepLab2's inference path).
     layers = model._forward_step(inputs / 127.5 - 1.0, training=False)[  # noqa: SLF001
