@@ -38,6 +38,12 @@ CLASS_ORDERS = {
     # Cityscapes: train ids, things 11..18 (person .. bicycle) first.
     20: tuple(range(11, 19)) + tuple(range(11)),
 }
+# Checkpoint items of DeepLab2's training-only auxiliary semantic branch.
+AUXILIARY_ITEMS = ("semantic_decoder/", "semantic_head_without_last_layer/", "semantic_last_layer/")
+UNUSED_AUXILIARY = (
+    "training-only auxiliary semantic decoder and head (not in the inference network)"
+)
+UNUSED_NO_COUNTERPART = "no counterpart in this model"
 # Keys that only DeepLab2 kMaX-DeepLab checkpoints have.
 _SIGNATURE_PREFIXES = ("encoder/", "transformer_decoder/_kmax_decoder/")
 _CLASS_HEAD = "transformer_class_head"
@@ -62,6 +68,11 @@ _LAYER_NAMES = (
 def recognises(shapes: Mapping[str, weight_mapping.Shape]) -> bool:
     """Whether checkpoint tensors named `shapes` come from DeepLab2's kMaX-DeepLab."""
     return any(key.startswith(_SIGNATURE_PREFIXES) for key in shapes)
+
+
+def unused_reason(name: str) -> str:
+    """Why the DeepLab2 tensor `name` filled no variable of ours."""
+    return UNUSED_AUXILIARY if name.startswith(AUXILIARY_ITEMS) else UNUSED_NO_COUNTERPART
 
 
 def assign(

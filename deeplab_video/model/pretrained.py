@@ -101,6 +101,7 @@ FORMATS = (
         open=tf_checkpoint.CheckpointSource,
         recognises=deeplab2_mapping.recognises,
         assign=deeplab2_mapping.assign,
+        unused_reason=deeplab2_mapping.unused_reason,
     ),
     SourceFormat(
         name="deeplab_video",

@@ -31,8 +31,7 @@ _BACKBONES = (
 )
 _CASES = [f"{dataset}:{backbone}" for dataset in ("coco", "cityscapes") for backbone in _BACKBONES]
 _FAST = {"coco:resnet50", "cityscapes:resnet50"}
-# DeepLab2 checkpoint items only its training uses (the auxiliary semantic branch).
-_TRAINING_ONLY = ("semantic_decoder/", "semantic_head_without_last_layer/", "semantic_last_layer/")
+_TRAINING_ONLY = deeplab2_mapping.AUXILIARY_ITEMS
 # Our checkpoint items a checkpoint for the decoder and heads only fills.
 _DECODER_ITEMS = ("transformer_decoder", "prediction_head")
 
@@ -99,6 +98,7 @@ def test_checkpoint_in_deeplab2_naming_fills_decoder_and_heads(case, tmp_path):
     assert set(report.restored) == set(variables)
     assert report.missing == report.mismatched == ()
     assert all(name.startswith(_TRAINING_ONLY) for name in report.unused)
+    assert set(report.unused_reasons.values()) == {deeplab2_mapping.UNUSED_AUXILIARY}
 
     decoder = "transformer_decoder/_kmax_decoder/"
     # Conv1D kernel [1, C, D] -> ours [1, 1, C, D]; layer 3 = stride 16, second layer.
