@@ -1,10 +1,10 @@
 """Scores predicted panoptic PNG folders against ground truth, and reports metric results.
 
 `evaluate_folders` runs STQ, VPQ and frame PQ over two folders of `<sequence>/<frame>.png`
-(see `label_io` for the encodings); `collect_results` gathers the three metrics' results
-into one JSON-ready dict (the trainer's evaluator shares it), `format_report` renders it as
-plain-text tables and `results_to_json` makes any result JSON-safe. The
-`deeplab-video-eval` CLI (evaluate.py) runs these with its flags.
+(see `label_io` for the encodings) through a `video_metrics.VideoMetrics`, whose result
+dict the trainer's evaluator shares; `format_report` renders it as plain-text tables and
+`results_to_json` makes any result JSON-safe. The `deeplab-video-eval` CLI (evaluate.py)
+runs these with its flags.
 """
 
 import dataclasses
@@ -14,10 +14,7 @@ from typing import Any
 import numpy as np
 from absl import logging
 
-from deeplab_video.evaluation import label_io, pq, stq, vpq
-
-# STQ's pair offset when none is given: 2**16 * label_divisor, as DeepLab2 sets it.
-_DEFAULT_OFFSET_FACTOR = 2**16
+from deeplab_video.evaluation import label_io, video_metrics
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,13 +56,7 @@ def evaluate_folders(
         label_io.LabelFileError: a frame is missing, undecodable, of another size than its
             ground truth, or holds labels the dataset does not have.
     """
-    things = [int(t) for t in dataset.thing_ids]
-    args = (dataset.num_classes, things, dataset.ignore_label, dataset.label_divisor)
-    offset = stq_offset or _DEFAULT_OFFSET_FACTOR * dataset.label_divisor
-    stq_metric = stq.STQuality(*args, offset)
-    vpq_metric = vpq.VideoPanopticQuality(*args, window_sizes=window_sizes)
-    pq_metric = pq.PanopticQuality(*args)
-    num_frames = 0
+    metrics = video_metrics.VideoMetrics(dataset, window_sizes, stq_offset)
     for sequence, gt_path, pred_path in label_io.paired_frames(gt_dir, pred_dir):
         gt = label_io.read_label_map(gt_path, label_format, dataset)
         pred = label_io.read_label_map(pred_path, label_format, dataset)
@@ -74,64 +65,9 @@ def evaluate_folders(
                 f"{pred_path}: size {pred.shape[1]}x{pred.shape[0]} differs from the ground "
                 f"truth {gt_path} ({gt.shape[1]}x{gt.shape[0]})"
             )
-        stq_metric.update_state(gt, pred, sequence)
-        vpq_metric.update_state(gt, pred, sequence)
-        pq_metric.update_state(gt, pred)
-        num_frames += 1
-    logging.info("Evaluated %d frames of %s against %s", num_frames, pred_dir, gt_dir)
-    return collect_results(dataset, stq_metric, vpq_metric, pq_metric, num_frames)
-
-
-def collect_results(
-    dataset: Any,
-    stq_metric: stq.STQuality,
-    vpq_metric: vpq.VideoPanopticQuality,
-    pq_metric: pq.PanopticQuality,
-    num_frames: int,
-) -> dict[str, Any]:
-    """Gathers the metrics' results into one JSON-ready dict."""
-    stq_result = stq_metric.result()
-    results: dict[str, Any] = {
-        "num_sequences": len(stq_result["ID_per_seq"]),
-        "num_frames": num_frames,
-        "STQ": stq_result["STQ"],
-        "AQ": stq_result["AQ"],
-        "IoU": stq_result["IoU"],
-        **vpq_metric.result(),
-        **pq_metric.result(),
-    }
-    results["per_sequence"] = [
-        {"sequence": str(sequence), "frames": int(length), "STQ": s, "AQ": a, "IoU": i}
-        for sequence, length, s, a, i in zip(
-            stq_result["ID_per_seq"],
-            stq_result["Length_per_seq"],
-            stq_result["STQ_per_seq"].tolist(),
-            stq_result["AQ_per_seq"].tolist(),
-            stq_result["IoU_per_seq"].tolist(),
-            strict=True,
-        )
-    ]
-    class_iou = stq_metric.per_class_iou()
-    tables = {"PQ": pq_metric.per_class_results()}
-    for n, table in vpq_metric.per_class_results().items():
-        tables[f"VPQ_window{n}"] = table
-    names = tuple(getattr(dataset, "class_names", ()))
-    results["per_class"] = []
-    for c in range(dataset.num_classes):
-        if c == dataset.ignore_label:
-            continue
-        entry = {
-            "class_id": c,
-            "name": names[c] if c < len(names) else str(c),
-            "is_thing": c in dataset.thing_ids,
-            "IoU": float(class_iou[c]),
-        }
-        for key, table in tables.items():
-            # None: the class has no segment in ground truth or prediction.
-            counted = table["TP"][c] + table["FP"][c] + table["FN"][c] > 0
-            entry[key] = float(table["PQ"][c]) if counted else None
-        results["per_class"].append(entry)
-    return results
+        metrics.update(gt, pred, sequence)
+    logging.info("Evaluated %d frames of %s against %s", metrics.num_frames, pred_dir, gt_dir)
+    return metrics.results()
 
 
 def format_report(results: dict[str, Any]) -> str:

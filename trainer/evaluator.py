@@ -21,11 +21,9 @@ import tensorflow as tf
 from absl import logging
 
 from deeplab_video.data import datasets, sequence_reader, tfrecord
-from deeplab_video.evaluation import evaluate_lib, label_io, pq, query_centres, stq, vpq
+from deeplab_video.evaluation import evaluate_lib, label_io, query_centres, video_metrics
 from deeplab_video.protos import config_pb2
 
-# STQ's id-pair offset when the config leaves it at 0 (DeepLab2: 2**16 * label_divisor).
-_DEFAULT_STQ_OFFSET_FACTOR = 2**16
 METRICS_FILE = "metrics.json"
 # Prefix of the per-class IoU scalars.
 CLASS_IOU_PREFIX = "IoU_per_class/"
@@ -118,19 +116,22 @@ class Evaluator(orbit.AbstractEvaluator):
                 else min(limit, self._options.num_eval_sequences)
             )
         step = int(self._global_step.numpy())
-        metrics = self._create_metrics()
+        metrics = video_metrics.VideoMetrics(
+            self._descriptor,
+            self._options.metrics.vpq_window_sizes,
+            self._options.metrics.stq_offset,
+            self._options.metrics.frame_pq,
+        )
         if self._centre_recorder is not None:
             self._centre_recorder.start()
-        num_frames = self._score_sequences(limit, step, *metrics)
-        if num_frames == 0:
+        self._score_sequences(limit, step, metrics)
+        if metrics.num_frames == 0:
             raise ValueError(
                 f"no evaluation frame in {list(self._dataset_options.file_pattern)} "
                 f"(num_eval_sequences={self._options.num_eval_sequences})"
             )
         # The result dict of the evaluate CLI, so that both write the same JSON.
-        results = evaluate_lib.collect_results(self._descriptor, *metrics, num_frames)
-        if not self._options.metrics.frame_pq:
-            _blank_frame_pq(results)
+        results = metrics.results()
         logging.info("Evaluation at step %d:\n%s", step, evaluate_lib.format_report(results))
         self._write_json(step, results)
         if self._centre_recorder is not None:
@@ -140,52 +141,16 @@ class Evaluator(orbit.AbstractEvaluator):
             self._centre_recorder.finish(prefix, f"{self._experiment_name}, step {step}")
         return _scalars(results)
 
-    def _create_metrics(
-        self,
-    ) -> tuple[stq.STQuality, vpq.VideoPanopticQuality, pq.PanopticQuality]:
-        descriptor = self._descriptor
-        args = (
-            descriptor.num_classes,
-            list(descriptor.thing_ids),
-            descriptor.ignore_label,
-            descriptor.label_divisor,
-        )
-        offset = self._options.metrics.stq_offset or (
-            _DEFAULT_STQ_OFFSET_FACTOR * descriptor.label_divisor
-        )
-        return (
-            stq.STQuality(*args, offset),
-            vpq.VideoPanopticQuality(*args, window_sizes=self._options.metrics.vpq_window_sizes),
-            pq.PanopticQuality(*args),
-        )
-
-    def _score_sequences(
-        self,
-        limit: int,
-        step: int,
-        stq_metric: stq.STQuality,
-        vpq_metric: vpq.VideoPanopticQuality,
-        pq_metric: pq.PanopticQuality,
-    ) -> int:
-        """Predicts the first `limit` sequences (all if < 0) into the metrics.
-
-        Returns:
-            The number of frames scored.
-        """
-        num_frames = 0
+    def _score_sequences(self, limit: int, step: int, metrics: video_metrics.VideoMetrics) -> None:
+        """Predicts the first `limit` sequences (all if < 0) into the metrics."""
         sequences = sequence_reader.iter_sequences(self._dataset_options.file_pattern)
         for index, (sequence_id, frames) in enumerate(sequences):
             if 0 <= limit <= index:
                 break
             for frame, panoptic in self._predict(frames):
-                stq_metric.update_state(frame.panoptic, panoptic, sequence_id)
-                vpq_metric.update_state(frame.panoptic, panoptic, sequence_id)
-                if self._options.metrics.frame_pq:
-                    pq_metric.update_state(frame.panoptic, panoptic)
-                num_frames += 1
+                metrics.update(frame.panoptic, panoptic, sequence_id)
                 if self._options.save_predictions and self._output_dir:
                     self._save_prediction(step, sequence_id, frame.frame_index, panoptic)
-        return num_frames
 
     def _predict(
         self, frames: Iterator[sequence_reader.Frame]
@@ -227,15 +192,6 @@ class Evaluator(orbit.AbstractEvaluator):
         for name in (f"metrics_step_{step:08d}.json", METRICS_FILE):
             with tf.io.gfile.GFile(os.path.join(self._output_dir, name), "w") as f:
                 f.write(text)
-
-
-def _blank_frame_pq(results: dict[str, Any]) -> None:
-    """Marks frame PQ as not computed (None) in a result dict, in place."""
-    for key in results:
-        if key.startswith(("PQ", "SQ", "RQ")):
-            results[key] = None
-    for entry in results["per_class"]:
-        entry["PQ"] = None
 
 
 def _scalars(results: dict[str, Any]) -> dict[str, float]:
