@@ -34,7 +34,7 @@ setuptools.setup(
         "console_scripts": [
             "deeplab-video-train=deeplab_video.trainer.train:run",
             "deeplab-video-eval=deeplab_video.evaluation.evaluate:run",
-            "deeplab-video-infer=deeplab_video.trainer.infer:run",
+            "deeplab-video-infer=deeplab_video.inference.infer:run",
             "deeplab-video-export=deeplab_video.export.export_model:run",
             "deeplab-video-convert-checkpoint=deeplab_video.model.convert_checkpoint:run",
             "deeplab-video-synthetic=deeplab_video.data.synthetic_cli:run",

@@ -46,10 +46,10 @@ from absl import app, flags, logging
 from google.protobuf import text_format
 
 from deeplab_video import config, entry_point
+from deeplab_video.analysis import matching_space
 from deeplab_video.data import datasets, sequence_reader, synthetic, synthetic_crowd
-from deeplab_video.evaluation import id_switches, matching_space, stq
-from deeplab_video.export import export_lib
-from deeplab_video.model import builder
+from deeplab_video.evaluation import id_switches, stq
+from deeplab_video.inference import model_loading
 from deeplab_video.post_processing import video_tracker
 from deeplab_video.protos import config_pb2
 from deeplab_video.trainer import train_lib
@@ -284,9 +284,7 @@ def load_model(
     options: config_pb2.ExperimentOptions, checkpoint: str
 ) -> Callable[..., dict[str, Any]]:
     """The inference network of the experiment with the checkpoint's weights."""
-    model = builder.build_model(options, inference_only=True)
-    export_lib.restore_weights(model, checkpoint)
-    return model
+    return model_loading.load_inference_model(options, checkpoint)
 
 
 def evaluate(

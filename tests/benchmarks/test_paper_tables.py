@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from deeplab_video.analysis import matching_space
 from deeplab_video.data import synthetic, synthetic_crowd
-from deeplab_video.evaluation import matching_space
 from tests import conftest
-from tests.evaluation import analysis_fixtures as fixtures
+from tests.analysis import analysis_fixtures as fixtures
 
 _BENCHMARKS = conftest.REPO_ROOT / "benchmarks"
 sys.path.insert(0, str(_BENCHMARKS))  # the script imports its sibling device_info

@@ -1,4 +1,4 @@
-"""Tests for deeplab_video.trainer.infer_lib (whole-video inference to files)."""
+"""Tests for deeplab_video.inference.infer_lib (whole-video inference to files)."""
 
 import json
 
@@ -8,8 +8,8 @@ import pytest
 from google.protobuf import text_format
 
 from deeplab_video.data import datasets, panoptic_png
+from deeplab_video.inference import infer_lib
 from deeplab_video.model import builder, pretrained
-from deeplab_video.trainer import infer_lib
 from tests import conftest, video_fixtures
 from tests.model import deeplab2_files
 

@@ -14,7 +14,7 @@ from absl import logging
 from deeplab_video import config
 from deeplab_video.data import background, datasets, panoptic_png, video_io
 from deeplab_video.export import saved_model_runner
-from deeplab_video.model import builder, pretrained
+from deeplab_video.inference import model_loading
 from deeplab_video.post_processing import video_tracker, visualization
 
 # Frames whose outputs may wait for the writer thread (each holds a frame and its map).
@@ -145,7 +145,7 @@ def run_inference(
     write_video: bool = True,
     max_frames: int = 0,
 ) -> dict:
-    """Segments and tracks every frame of a video; see trainer/infer.py for the outputs.
+    """Segments and tracks every frame of a video; see inference/infer.py for the outputs.
 
     Args:
         input_path: video file or folder of frames.
@@ -174,12 +174,7 @@ def run_inference(
         descriptor = datasets.get_descriptor(dataset)
     else:
         options = config.load_config(config_file)
-        model = builder.build_model(options, inference_only=True)
-        if checkpoint:
-            description = pretrained.describe_model(options.model_options, config_file)
-            pretrained.load_complete(model, checkpoint, description)
-        else:
-            logging.warning("No --checkpoint: running freshly initialised weights.")
+        model = model_loading.load_inference_model(options, checkpoint, config_file)
         runner = video_tracker.VideoRunner(model, options)
         descriptor = datasets.get_descriptor(dataset or options.eval_dataset_options.dataset)
     writer = PredictionWriter(output_dir, descriptor, info.fps, write_video)

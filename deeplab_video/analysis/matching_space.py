@@ -19,9 +19,10 @@ step with M = 0 or N = 0 forms no matrix (the official LA-MB code skips decoding
 memory or the set of unstitched objects is empty), so the average and the maximum are taken
 over the steps with M x N > 0; the JSON also gives the average over all steps.
 
-    python evaluation/matching_space.py --config_file=configs/synthetic/tiny_near_online.textproto \
+    python -m deeplab_video.analysis.matching_space \
+        --config_file=configs/synthetic/tiny_near_online.textproto \
         --checkpoint=experiments/synthetic_tiny_near_online --output_json=matching_space.json
-    python -m deeplab_video.evaluation.matching_space --config_file=... --num_sequences=2
+    python -m deeplab_video.analysis.matching_space --config_file=... --num_sequences=2
 """
 
 import dataclasses
@@ -38,7 +39,7 @@ from absl import app, flags, logging
 
 from deeplab_video import config
 from deeplab_video.data import datasets, sequence_reader
-from deeplab_video.model import builder, pretrained
+from deeplab_video.inference import model_loading
 from deeplab_video.post_processing import panoptic_inference, tracking, video_tracker
 from deeplab_video.protos import config_pb2
 
@@ -333,10 +334,7 @@ def run(
         num_sequences = options.evaluator_options.num_eval_sequences
     settings = list(settings or table_settings())
     if model is None:
-        model = builder.build_model(options, inference_only=True)
-        if checkpoint:
-            description = pretrained.describe_model(options.model_options, config_file)
-            pretrained.load_complete(model, checkpoint, description)
+        model = model_loading.load_inference_model(options, checkpoint, config_file)
     sequences = sequence_reader.read_sequences(options.eval_dataset_options.file_pattern)
     sequence_ids = []
 

@@ -1,4 +1,4 @@
-"""Tests for deeplab_video.evaluation.query_centres (supplementary Fig. 1)."""
+"""Tests for deeplab_video.analysis.query_centres (supplementary Fig. 1)."""
 
 import json
 
@@ -7,8 +7,8 @@ import pytest
 from absl import flags
 from matplotlib import image
 
-from deeplab_video.evaluation import query_centres
-from tests.evaluation import analysis_fixtures as fixtures
+from deeplab_video.analysis import query_centres
+from tests.analysis import analysis_fixtures as fixtures
 
 DIVISOR = 1000
 

@@ -1,4 +1,4 @@
-"""Tests for deeplab_video.trainer.infer (deeplab-video-infer), run as a command line."""
+"""Tests for deeplab_video.inference.infer (deeplab-video-infer), run as a command line."""
 
 import json
 import subprocess
@@ -31,7 +31,7 @@ def test_coco_config_with_a_deeplab2_checkpoint_on_an_h264_clip(tmp_path):
         [
             sys.executable,
             "-m",
-            "deeplab_video.trainer.infer",
+            "deeplab_video.inference.infer",
             f"--config_file={config_file}",
             f"--checkpoint={tmp_path / 'dl2'}",
             f"--input={video}",

@@ -1,4 +1,4 @@
-"""Tests for deeplab_video.evaluation.matching_space (supplementary Table 2)."""
+"""Tests for deeplab_video.analysis.matching_space (supplementary Table 2)."""
 
 import json
 import subprocess
@@ -8,11 +8,10 @@ import numpy as np
 import pytest
 from absl import flags
 
+from deeplab_video.analysis import matching_space
 from deeplab_video.data import synthetic
-from deeplab_video.evaluation import matching_space
 from deeplab_video.post_processing import video_tracker
-from tests import conftest
-from tests.evaluation import analysis_fixtures as fixtures
+from tests.analysis import analysis_fixtures as fixtures
 
 
 def _by_cell(summaries):
@@ -181,7 +180,8 @@ def test_command_line_with_the_real_tiny_model(tmp_path):
     output = tmp_path / "table2.json"
     command = [
         sys.executable,
-        str(conftest.REPO_ROOT / "evaluation" / "matching_space.py"),
+        "-m",
+        "deeplab_video.analysis.matching_space",
         f"--config_file={config_file}",
         f"--output_json={output}",
     ]

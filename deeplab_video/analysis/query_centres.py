@@ -16,7 +16,8 @@ clip; frames that only repeat a video's last frame do not). Which query made a p
 
 Centres are in normalised image coordinates: x = (column + 0.5) / width, y likewise.
 
-    python evaluation/query_centres.py --config_file=configs/synthetic/tiny_near_online.textproto \
+    python -m deeplab_video.analysis.query_centres \
+        --config_file=configs/synthetic/tiny_near_online.textproto \
         --checkpoint=experiments/synthetic_tiny_near_online --output_dir=/tmp/query_centres
 writes query_centres.png and query_centres.json into --output_dir.
 """
@@ -34,7 +35,7 @@ from matplotlib.backends import backend_agg
 
 from deeplab_video import config
 from deeplab_video.data import datasets, sequence_reader
-from deeplab_video.model import builder, pretrained
+from deeplab_video.inference import model_loading
 from deeplab_video.post_processing import panoptic_inference, video_tracker
 from deeplab_video.protos import config_pb2
 
@@ -265,10 +266,7 @@ def run(
     if num_sequences is None:
         num_sequences = options.evaluator_options.num_eval_sequences
     if model is None:
-        model = builder.build_model(options, inference_only=True)
-        if checkpoint:
-            description = pretrained.describe_model(options.model_options, config_file)
-            pretrained.load_complete(model, checkpoint, description)
+        model = model_loading.load_inference_model(options, checkpoint, config_file)
     sequences = itertools.islice(
         sequence_reader.read_sequences(options.eval_dataset_options.file_pattern),
         num_sequences if num_sequences >= 0 else None,

@@ -3,8 +3,8 @@ r"""Runs Video-kMaX over a whole video and writes panoptic PNGs, an overlay MP4 
 Usage:
   deeplab-video-infer --config_file configs/kitti_step/resnet50.textproto \
       --checkpoint /path/to/model_dir --input dashcam.mp4 --output_dir out/
-  python -m deeplab_video.trainer.infer ... --input /path/to/frame_folder
-  python -m deeplab_video.trainer.infer --saved_model /path/to/export --input video.mp4 ...
+  python -m deeplab_video.inference.infer ... --input /path/to/frame_folder
+  python -m deeplab_video.inference.infer --saved_model /path/to/export --input video.mp4 ...
 
 The input is a video file (any resolution and length, e.g. H.264 MP4 from a phone or a
 dashcam) or a folder of frames. Outputs, under --output_dir:
@@ -19,7 +19,7 @@ from absl import app, flags, logging
 
 from deeplab_video import entry_point
 from deeplab_video.data import datasets
-from deeplab_video.trainer import infer_lib
+from deeplab_video.inference import infer_lib
 
 FLAGS = flags.FLAGS
 
