@@ -15,13 +15,13 @@ For every case (dataset, backbone), in two processes:
 
 Prints one line per case (variables restored / missing / mismatched / unused; for the
 class logits and the mask logits the largest absolute difference, the reference's RMS and
-the float32 noise floor) and writes parity.json to work_dir. Exits with status 1 when a
-variable is missing or mismatched or a difference exceeds --tolerance times the
-reference's RMS. A random network amplifies float32 rounding, enormously where a k-means
-argmax has a near-tie: the noise floor, how far our own outputs move when the input is
-scaled by 1 + 1e-7 (about one unit in the last place), shows how much difference rounding
-alone makes for that network, and a seed whose floor is above the tolerance is replaced
-by the next one of --seeds.
+the float32 noise floor) and writes parity.json to work_dir. A random network amplifies
+float32 rounding, most where a k-means argmax has a near-tie (a pixel whose two best
+queries differ by less than the rounding error flips between them, which moves the
+cluster centres of the next layer): the noise floor, how far our own outputs move when
+the input is scaled by 1 + 1e-7 (about one unit in the last place), is what rounding
+alone does to that network. Exits with status 1 when a variable is missing or mismatched
+or a difference exceeds twice the noise floor plus --tolerance times the reference's RMS.
 """
 
 import json
@@ -47,14 +47,11 @@ _CASES = flags.DEFINE_list(
     "dataset:backbone pairs; datasets coco, cityscapes; backbones as in our configs.",
 )
 _SIZE = flags.DEFINE_string("size", "161,225", "Image height,width (each 32k + 1).")
-_SEEDS = flags.DEFINE_list(
-    "seeds",
-    ["0", "1", "2"],
-    "Seeds of the random weights and image, tried in order until one gives a well-"
-    "conditioned network (noise floor within --tolerance x RMS).",
-)
+_SEED = flags.DEFINE_integer("seed", 0, "Seed of the random weights and image.")
 _TOLERANCE = flags.DEFINE_float(
-    "tolerance", 1e-3, "Largest accepted difference, relative to the reference's RMS."
+    "tolerance",
+    1e-3,
+    "Accepted difference beyond twice the noise floor, relative to the reference's RMS.",
 )
 flags.mark_flags_as_required(["deeplab2", "work_dir"])
 
@@ -118,6 +115,7 @@ def compare(dataset: str, backbone: str, output_dir: str) -> dict:
         "class_max_abs_diff": float(np.abs(class_logits - expected_classes).max()),
         "class_max_abs": float(np.abs(expected_classes).max()),
         "mask_max_abs_diff": float(np.abs(mask_logits - reference["mask_logits"]).max()),
+        "mask_median_abs_diff": float(np.median(np.abs(mask_logits - reference["mask_logits"]))),
         "mask_max_abs": float(np.abs(reference["mask_logits"]).max()),
         "class_rms": float(np.sqrt(np.mean(expected_classes**2))),
         "mask_rms": float(np.sqrt(np.mean(reference["mask_logits"] ** 2))),
@@ -127,20 +125,14 @@ def compare(dataset: str, backbone: str, output_dir: str) -> dict:
     }
 
 
-def well_conditioned(result: dict, tolerance: float) -> bool:
-    """Whether rounding moves the network's outputs by less than tolerance x RMS."""
-    return all(
-        result[f"{name}_noise_floor"] <= tolerance * result[f"{name}_rms"]
-        for name in ("class", "mask")
-    )
-
-
 def passes(result: dict, tolerance: float) -> bool:
+    """Every variable filled, and no difference beyond what rounding explains."""
     return (
         result["missing"] == 0
         and result["mismatched"] == 0
         and all(
-            result[f"{name}_max_abs_diff"] <= tolerance * result[f"{name}_rms"]
+            result[f"{name}_max_abs_diff"]
+            <= 2 * result[f"{name}_noise_floor"] + tolerance * result[f"{name}_rms"]
             for name in ("class", "mask")
         )
     )
@@ -154,28 +146,23 @@ def main(argv: list[str]) -> None:
         dataset, _, backbone = case.partition(":")
         if dataset not in ("coco", "cityscapes") or backbone not in _DEEPLAB2_BACKBONES:
             raise app.UsageError(f"unknown case '{case}'")
-        for seed in _SEEDS.value:
-            output_dir = os.path.join(_WORK_DIR.value, f"{dataset}_{backbone}_seed{seed}")
-            logging.info("Case %s, seed %s: DeepLab2's side", case, seed)
-            run_reference(dataset, backbone, int(seed), output_dir)
-            logging.info("Case %s, seed %s: ours", case, seed)
-            result = dict(compare(dataset, backbone, output_dir), seed=int(seed))
-            if well_conditioned(result, _TOLERANCE.value):
-                break
-            logging.info("Seed %s gives an ill-conditioned network (a k-means near-tie)", seed)
-        results.append(result)
+        output_dir = os.path.join(_WORK_DIR.value, f"{dataset}_{backbone}")
+        logging.info("Case %s: DeepLab2's side", case)
+        run_reference(dataset, backbone, _SEED.value, output_dir)
+        logging.info("Case %s: ours", case)
+        results.append(compare(dataset, backbone, output_dir))
     with open(os.path.join(_WORK_DIR.value, "parity.json"), "w", encoding="utf-8") as f:
         json.dump(results, f, indent=1)
     print(
-        f"{'case':<26}seed restored missing mismatched unused"
-        "   class: max|diff|  RMS  floor     mask: max|diff|  RMS  floor"
+        f"{'case':<26}restored missing mismatched unused   class: max|diff|  floor  RMS"
+        "   mask: max|diff| median  floor  RMS"
     )
     for r in results:
         print(
-            f"{r['case']:<26}{r['seed']:>4}{r['restored']:>9}{r['missing']:>8}"
-            f"{r['mismatched']:>11}{r['unused']:>7}   {r['class_max_abs_diff']:>15.1e}"
-            f"{r['class_rms']:>5.1f}{r['class_noise_floor']:>7.0e}   "
-            f"{r['mask_max_abs_diff']:>14.1e}{r['mask_rms']:>5.1f}{r['mask_noise_floor']:>7.0e}"
+            f"{r['case']:<26}{r['restored']:>8}{r['missing']:>8}{r['mismatched']:>11}"
+            f"{r['unused']:>7}   {r['class_max_abs_diff']:>15.1e}{r['class_noise_floor']:>7.0e}"
+            f"{r['class_rms']:>5.1f}   {r['mask_max_abs_diff']:>14.1e}"
+            f"{r['mask_median_abs_diff']:>7.0e}{r['mask_noise_floor']:>7.0e}{r['mask_rms']:>5.1f}"
         )
     if not all(passes(r, _TOLERANCE.value) for r in results):
         sys.exit(1)
