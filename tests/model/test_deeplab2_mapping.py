@@ -62,6 +62,21 @@ def _model_shapes(model) -> dict[str, tuple[int, ...]]:
     return {key: tuple(v.shape.as_list()) for key, v in variables.items()}
 
 
+@pytest.mark.parametrize(
+    "dataset, queries, mask_size", [("coco", 128, 17), ("cityscapes", 256, 33)]
+)
+def test_coco_and_cityscapes_configs_build(dataset, queries, mask_size):
+    # Full size: the table tests below. Here the configs' structure at the tiny widths:
+    # Cityscapes' stem stage gives stride-2 masks (ResNet), COCO's network stride 4.
+    full = config.load_config(conftest.CONFIG_DIR / dataset / "kmax_resnet50.textproto")
+    assert full.model_options.transformer_decoder.num_queries == queries
+    options = deeplab2_files.reduced_options(dataset)
+    model = builder.build_model(options, inference_only=True)
+    outputs = model(np.zeros([1, 1, 65, 65, 3], np.float32), training=False)
+    assert outputs["mask_logits"].shape[2:4] == (mask_size, mask_size)
+    assert outputs["class_logits"].shape[-1] == full.model_options.num_classes + 1
+
+
 def test_the_table_holds_every_published_checkpoint():
     assert sorted(_table()) == sorted(_CASES)
     assert all(deeplab2_mapping.recognises(shapes) for shapes in _table().values())
