@@ -45,9 +45,9 @@ import tensorflow as tf
 from absl import app, flags, logging
 from google.protobuf import text_format
 
-from deeplab_video import config, entry_point
+from deeplab_video import config, datasets, entry_point
 from deeplab_video.analysis import matching_space
-from deeplab_video.data import datasets, sequence_reader, synthetic, synthetic_crowd
+from deeplab_video.data import sequence_reader, synthetic, synthetic_crowd
 from deeplab_video.evaluation import id_switches, stq
 from deeplab_video.inference import model_loading
 from deeplab_video.post_processing import video_tracker

@@ -45,8 +45,8 @@ import tensorflow as tf
 import tf_keras
 from absl import app, flags
 
-from deeplab_video import common, config
-from deeplab_video.data import datasets, panoptic_png, synthetic, video_io
+from deeplab_video import common, config, datasets
+from deeplab_video.data import panoptic_png, synthetic, video_io
 from deeplab_video.export import export_lib
 from deeplab_video.inference import infer_lib
 from deeplab_video.model import builder, pretrained

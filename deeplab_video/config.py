@@ -15,8 +15,7 @@ from collections.abc import Callable
 
 from google.protobuf import text_format
 
-from deeplab_video import common
-from deeplab_video.data import datasets
+from deeplab_video import common, datasets
 from deeplab_video.protos import config_pb2
 
 # Backbones `deeplab_video.model.backbones` registers (tests check the two agree).

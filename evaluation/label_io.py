@@ -15,7 +15,7 @@ same layout and file names. Decoded maps use our encoding,
   has no crowd, so instance v % 100 becomes our instance v % 100 + 1 (our 0 means crowd).
 
 A dataset is any object with `num_classes`, `thing_ids`, `ignore_label` and
-`label_divisor` (e.g. `deeplab_video.data.datasets.DatasetDescriptor`).
+`label_divisor` (e.g. `deeplab_video.datasets.DatasetDescriptor`).
 """
 
 import os

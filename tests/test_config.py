@@ -4,8 +4,7 @@ import os
 
 import pytest
 
-from deeplab_video import common, config
-from deeplab_video.data import datasets
+from deeplab_video import common, config, datasets
 from tests import conftest
 
 ALL_CONFIGS = sorted(conftest.CONFIG_DIR.glob("**/*.textproto"))

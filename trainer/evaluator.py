@@ -20,8 +20,9 @@ import orbit
 import tensorflow as tf
 from absl import logging
 
+from deeplab_video import datasets
 from deeplab_video.analysis import query_centres
-from deeplab_video.data import datasets, sequence_reader, tfrecord
+from deeplab_video.data import sequence_reader, tfrecord
 from deeplab_video.evaluation import evaluate_lib, label_io, video_metrics
 from deeplab_video.protos import config_pb2
 

@@ -19,8 +19,8 @@ from collections.abc import Iterable, Iterator
 import numpy as np
 from absl import app, flags, logging
 
-from deeplab_video import config, entry_point
-from deeplab_video.data import datasets, sequence_reader, synthetic
+from deeplab_video import config, datasets, entry_point
+from deeplab_video.data import sequence_reader, synthetic
 from deeplab_video.protos import config_pb2
 from deeplab_video.trainer import evaluator, train_lib
 

@@ -25,7 +25,7 @@ import orbit
 import tensorflow as tf
 from absl import logging
 
-from deeplab_video.data import datasets
+from deeplab_video import datasets
 from deeplab_video.post_processing import visualization
 
 

@@ -26,8 +26,8 @@ import tf_keras
 from absl import logging
 from google.protobuf import text_format
 
-from deeplab_video import common
-from deeplab_video.data import datasets, pipeline
+from deeplab_video import common, datasets
+from deeplab_video.data import pipeline
 from deeplab_video.loss import loss_builder
 from deeplab_video.model import builder, pretrained
 from deeplab_video.post_processing import video_tracker

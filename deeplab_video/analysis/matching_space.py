@@ -37,8 +37,8 @@ import numpy as np
 import tensorflow as tf
 from absl import app, flags, logging
 
-from deeplab_video import config
-from deeplab_video.data import datasets, sequence_reader
+from deeplab_video import config, datasets
+from deeplab_video.data import sequence_reader
 from deeplab_video.inference import model_loading
 from deeplab_video.post_processing import panoptic_inference, tracking, video_tracker
 from deeplab_video.protos import config_pb2

@@ -33,8 +33,8 @@ from absl import app, flags, logging
 from matplotlib import figure
 from matplotlib.backends import backend_agg
 
-from deeplab_video import config
-from deeplab_video.data import datasets, sequence_reader
+from deeplab_video import config, datasets
+from deeplab_video.data import sequence_reader
 from deeplab_video.inference import model_loading
 from deeplab_video.post_processing import panoptic_inference, video_tracker
 from deeplab_video.protos import config_pb2

@@ -10,8 +10,8 @@ from collections.abc import Callable
 
 import tensorflow as tf
 
-from deeplab_video import common
-from deeplab_video.data import augmentation, copy_paste, datasets, tfrecord, tube_targets
+from deeplab_video import common, datasets
+from deeplab_video.data import augmentation, copy_paste, tfrecord, tube_targets
 from deeplab_video.protos import dataset_pb2
 
 

@@ -34,7 +34,8 @@ import cv2
 import numpy as np
 from absl import logging
 
-from deeplab_video.data import datasets, panoptic_png, tfrecord
+from deeplab_video import datasets
+from deeplab_video.data import panoptic_png, tfrecord
 
 DESCRIPTOR = datasets.SYNTHETIC
 SPLITS = ("train", "val")

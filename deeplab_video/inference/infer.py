@@ -17,8 +17,7 @@ from collections.abc import Sequence
 
 from absl import app, flags, logging
 
-from deeplab_video import entry_point
-from deeplab_video.data import datasets
+from deeplab_video import datasets, entry_point
 from deeplab_video.inference import infer_lib
 
 FLAGS = flags.FLAGS

@@ -11,8 +11,8 @@ import cv2
 import numpy as np
 from absl import logging
 
-from deeplab_video import config
-from deeplab_video.data import background, datasets, panoptic_png, video_io
+from deeplab_video import config, datasets
+from deeplab_video.data import background, panoptic_png, video_io
 from deeplab_video.export import saved_model_runner
 from deeplab_video.inference import model_loading
 from deeplab_video.post_processing import video_tracker, visualization

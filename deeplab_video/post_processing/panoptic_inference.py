@@ -47,8 +47,7 @@ from typing import NamedTuple
 
 import tensorflow as tf
 
-from deeplab_video import config
-from deeplab_video.data import datasets
+from deeplab_video import config, datasets
 from deeplab_video.post_processing import mask_merging, object_features
 from deeplab_video.protos import evaluator_pb2
 
@@ -106,7 +105,8 @@ def _resize_logits(logits: tf.Tensor, size: tuple) -> tf.Tensor:
     """
     if _is_static_size(logits, size):
         return logits
-    return tf.compat.v1.image.resize_bilinear(logits, size, align_corners=True)
+    # The op behind tf.compat.v1.image.resize_bilinear, which logs a deprecation warning.
+    return tf.raw_ops.ResizeBilinear(images=logits, size=tf.stack(size), align_corners=True)
 
 
 def _resize_nearest(labels: tf.Tensor, size: tuple) -> tf.Tensor:

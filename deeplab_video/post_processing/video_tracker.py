@@ -22,8 +22,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from deeplab_video import common, config
-from deeplab_video.data import datasets
+from deeplab_video import common, config, datasets
 from deeplab_video.post_processing import panoptic_inference, tracking
 from deeplab_video.protos import config_pb2
 
@@ -174,8 +173,9 @@ class ClipSegmenter:
         )
         image_height, image_width = resized_size(height, width, *self._resize_range)
         if any(self._resize_range):
-            frames = tf.compat.v1.image.resize_bilinear(
-                frames, (image_height, image_width), align_corners=True
+            # The op of tf.compat.v1.image.resize_bilinear (which logs a deprecation).
+            frames = tf.raw_ops.ResizeBilinear(
+                images=frames, size=tf.stack((image_height, image_width)), align_corners=True
             )
         target_height, target_width = padded_size(image_height, image_width)
         padded = tf.pad(

@@ -8,7 +8,7 @@ label "class #id" at its centre.
 import cv2
 import numpy as np
 
-from deeplab_video.data import datasets
+from deeplab_video import datasets
 
 # Weight of the segmentation colours when blended over the frame.
 OVERLAY_ALPHA = 0.55

@@ -6,8 +6,8 @@ import numpy as np
 import tensorflow as tf
 from google.protobuf import text_format
 
-from deeplab_video import config
-from deeplab_video.data import datasets, synthetic
+from deeplab_video import config, datasets
+from deeplab_video.data import synthetic
 from tests import conftest
 
 NEAR_ONLINE = conftest.CONFIG_DIR / "synthetic" / "tiny_near_online.textproto"

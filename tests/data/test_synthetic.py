@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from absl import app
 
-from deeplab_video.data import datasets, synthetic, synthetic_cli, synthetic_crowd, tfrecord
+from deeplab_video import datasets
+from deeplab_video.data import synthetic, synthetic_cli, synthetic_crowd, tfrecord
 
 TINY = synthetic.SyntheticConfig(
     num_train_sequences=4,

@@ -7,7 +7,8 @@ import os
 import numpy as np
 import pytest
 
-from deeplab_video.data import datasets, sequence_reader, synthetic, synthetic_crowd
+from deeplab_video import datasets
+from deeplab_video.data import sequence_reader, synthetic, synthetic_crowd
 
 DIVISOR = datasets.SYNTHETIC.label_divisor
 IGNORE = datasets.SYNTHETIC.ignore_label

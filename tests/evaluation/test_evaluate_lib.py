@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from deeplab_video.data import datasets
+from deeplab_video import datasets
 from deeplab_video.evaluation import evaluate_lib, label_io, pq, stq, vpq
 from tests.evaluation import reference_metrics
 

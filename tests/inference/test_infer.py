@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from google.protobuf import text_format
 
-from deeplab_video.data import datasets
+from deeplab_video import datasets
 from deeplab_video.model import builder
 from tests import conftest, video_fixtures
 from tests.model import deeplab2_files

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from google.protobuf import text_format
 
-from deeplab_video.data import datasets, panoptic_png
+from deeplab_video import datasets
+from deeplab_video.data import panoptic_png
 from deeplab_video.inference import infer_lib
 from deeplab_video.model import builder, pretrained
 from tests import conftest, video_fixtures

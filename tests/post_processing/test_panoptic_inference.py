@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from deeplab_video.data import datasets
+from deeplab_video import datasets
 from deeplab_video.post_processing import panoptic_inference
 from deeplab_video.protos import evaluator_pb2
 

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from deeplab_video.data import datasets
+from deeplab_video import datasets
 from deeplab_video.post_processing import visualization
 
 SYNTHETIC = datasets.SYNTHETIC

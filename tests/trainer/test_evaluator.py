@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from deeplab_video.data import datasets, tfrecord
+from deeplab_video import datasets
+from deeplab_video.data import tfrecord
 from deeplab_video.evaluation import label_io
 from deeplab_video.protos import config_pb2
 from deeplab_video.trainer import evaluator as evaluator_lib

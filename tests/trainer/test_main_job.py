@@ -2,7 +2,8 @@
 
 import numpy as np
 
-from deeplab_video.data import datasets, synthetic
+from deeplab_video import datasets
+from deeplab_video.data import synthetic
 from deeplab_video.protos import dataset_pb2
 from deeplab_video.trainer import main_job
 

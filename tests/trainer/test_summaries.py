@@ -7,7 +7,7 @@ import orbit
 import pytest
 import tensorflow as tf
 
-from deeplab_video.data import datasets
+from deeplab_video import datasets
 from deeplab_video.trainer import summaries
 
 

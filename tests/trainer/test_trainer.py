@@ -15,8 +15,8 @@ import pytest
 import tensorflow as tf
 import tf_keras
 
-from deeplab_video import common, config
-from deeplab_video.data import datasets, pipeline, synthetic
+from deeplab_video import common, config, datasets
+from deeplab_video.data import pipeline, synthetic
 from deeplab_video.loss import loss_builder
 from deeplab_video.model import builder
 from deeplab_video.protos import config_pb2

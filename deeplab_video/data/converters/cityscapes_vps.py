@@ -22,7 +22,7 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-from deeplab_video.data import datasets
+from deeplab_video import datasets
 from deeplab_video.data.converters import common, segments
 
 IMAGE_DIR = "img"

@@ -20,7 +20,8 @@ import numpy as np
 import tqdm
 from absl import logging
 
-from deeplab_video.data import datasets, tfrecord
+from deeplab_video import datasets
+from deeplab_video.data import tfrecord
 
 
 class ConversionError(ValueError):

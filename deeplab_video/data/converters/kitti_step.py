@@ -16,7 +16,8 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-from deeplab_video.data import datasets, panoptic_png
+from deeplab_video import datasets
+from deeplab_video.data import panoptic_png
 from deeplab_video.data.converters import common
 
 IMAGE_DIR = "images"

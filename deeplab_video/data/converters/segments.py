@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from deeplab_video.data import datasets
+from deeplab_video import datasets
 from deeplab_video.data.converters import common
 
 

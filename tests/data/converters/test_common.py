@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from deeplab_video.data import datasets
+from deeplab_video import datasets
 from deeplab_video.data.converters import common
 
 DESCRIPTOR = datasets.KITTI_STEP

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from deeplab_video.data import datasets
+from deeplab_video import datasets
 from deeplab_video.data.converters import common, segments
 
 DESCRIPTOR = datasets.CITYSCAPES_VPS  # 19 classes, things 11..18, divisor 1000, void 255

@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from deeplab_video.data import datasets, tfrecord
+from deeplab_video import datasets
+from deeplab_video.data import tfrecord
 from deeplab_video.data.converters import common, vipseg
 
 HEIGHT, WIDTH = 12, 20

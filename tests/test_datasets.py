@@ -1,9 +1,9 @@
-"""Sanity checks of the dataset descriptors in deeplab_video.data.datasets."""
+"""Sanity checks of the dataset descriptors in deeplab_video.datasets."""
 
 import numpy as np
 import pytest
 
-from deeplab_video.data import datasets
+from deeplab_video import datasets
 
 
 @pytest.mark.parametrize(
