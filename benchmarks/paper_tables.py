@@ -48,7 +48,7 @@ from google.protobuf import text_format
 from deeplab_video import config, datasets, entry_point
 from deeplab_video.analysis import matching_space
 from deeplab_video.data import sequence_reader, synthetic, synthetic_crowd
-from deeplab_video.evaluation import id_switches, stq
+from deeplab_video.evaluation import id_switches, stq, video_metrics
 from deeplab_video.inference import model_loading
 from deeplab_video.post_processing import video_tracker
 from deeplab_video.protos import config_pb2
@@ -238,8 +238,9 @@ def evaluate_split(
         descriptor.ignore_label,
         descriptor.label_divisor,
     )
-    # The trainer's evaluator's offset: the config's, else DeepLab2's 2**16 * divisor.
-    offset = options.evaluator_options.metrics.stq_offset or 2**16 * descriptor.label_divisor
+    offset = options.evaluator_options.metrics.stq_offset or (
+        video_metrics.DEFAULT_STQ_OFFSET_FACTOR * descriptor.label_divisor
+    )
     metrics = {
         s: (stq.STQuality(*metric_args, offset), id_switches.IdSwitches(*metric_args))
         for s in settings
