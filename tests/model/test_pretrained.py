@@ -164,7 +164,8 @@ def test_unreadable_paths(tmp_path):
 
 
 def test_the_table_is_logged(tmp_path, caplog):
-    caplog.set_level("INFO")
+    # Earlier tests (CLIs) may leave the absl logger at WARNING; its own level decides.
+    caplog.set_level("INFO", logger="absl")
     prefix = _save({"backbone": _Model().backbone}, tmp_path)
     pretrained.load_pretrained(_Model(), prefix)
     assert f"Weights from {prefix} (deeplab-video checkpoint)" in caplog.text
