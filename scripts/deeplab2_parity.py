@@ -20,8 +20,10 @@ float32 rounding, most where a k-means argmax has a near-tie (a pixel whose two 
 queries differ by less than the rounding error flips between them, which moves the
 cluster centres of the next layer): the noise floor, how far our own outputs move when
 the input is scaled by 1 + 1e-7 (about one unit in the last place), is what rounding
-alone does to that network. Exits with status 1 when a variable is missing or mismatched
-or a difference exceeds twice the noise floor plus --tolerance times the reference's RMS.
+alone does to that network (one probe of it: DeepLab2 rounds differently in every layer,
+not only at the input). Exits with status 1 when a variable is missing or mismatched, the
+median mask difference exceeds --tolerance times the reference's RMS, or a largest
+difference exceeds 10 noise floors plus that.
 """
 
 import json
@@ -51,7 +53,8 @@ _SEED = flags.DEFINE_integer("seed", 0, "Seed of the random weights and image.")
 _TOLERANCE = flags.DEFINE_float(
     "tolerance",
     1e-3,
-    "Accepted difference beyond twice the noise floor, relative to the reference's RMS.",
+    "Accepted median difference, and difference beyond 10 noise floors, relative to the "
+    "reference's RMS.",
 )
 flags.mark_flags_as_required(["deeplab2", "work_dir"])
 
@@ -126,13 +129,18 @@ def compare(dataset: str, backbone: str, output_dir: str) -> dict:
 
 
 def passes(result: dict, tolerance: float) -> bool:
-    """Every variable filled, and no difference beyond what rounding explains."""
+    """Every variable filled, and no difference beyond what rounding explains.
+
+    A wrong mapping moves most outputs by about their RMS; rounding moves the typical
+    output far less than tolerance x RMS, and the largest by some noise floors.
+    """
     return (
         result["missing"] == 0
         and result["mismatched"] == 0
+        and result["mask_median_abs_diff"] <= tolerance * result["mask_rms"]
         and all(
             result[f"{name}_max_abs_diff"]
-            <= 2 * result[f"{name}_noise_floor"] + tolerance * result[f"{name}_rms"]
+            <= 10 * result[f"{name}_noise_floor"] + tolerance * result[f"{name}_rms"]
             for name in ("class", "mask")
         )
     )
