@@ -92,7 +92,8 @@ def test_orbit_messages_are_logged_once_and_loop_outputs_only_when_verbose(
     monkeypatch.setattr(orbit.controller, "_log", orbit.controller._log)  # Restored after.
     summaries.log_orbit_messages_once()
     summaries.log_orbit_messages_once()
-    with caplog.at_level(logging.INFO):
+    # The absl logger's own level decides (earlier tests may leave it at WARNING).
+    with caplog.at_level(logging.INFO, logger="absl"):
         orbit.controller._log("saved checkpoint to /tmp/model/ckpt-100.")
         orbit.controller._log("train | step:    100 | steps/sec:    1.6 | output: {'loss': 1}")
     assert [record.getMessage() for record in caplog.records] == [
