@@ -99,7 +99,7 @@ def test_orbit_messages_are_logged_once_and_loop_outputs_only_when_verbose(
     assert [record.getMessage() for record in caplog.records] == [
         "saved checkpoint to /tmp/model/ckpt-100."
     ]
-    with caplog.at_level(logging.DEBUG):
+    with caplog.at_level(logging.DEBUG, logger="absl"):
         orbit.controller._log(" eval | step:    200 | eval time:   12.8 sec | output: {}")
     assert caplog.records[-1].getMessage().startswith(" eval | step:")
     assert capsys.readouterr().out == ""
