@@ -186,6 +186,16 @@ def _validate_model(options: config_pb2.ExperimentOptions, check: Callable) -> N
         "num_blocks, block_types and channels need one entry per stage: 4 (strides 32, 16, "
         "8, 4) or 5 (and the backbone's stem output)",
     )
+    # The ResNets' stem is at stride 2: a stem stage makes stride-2 masks, which the
+    # training targets (tube_mask_stride 4) do not match. ConvNeXt's stem is at stride 4.
+    check(
+        lengths != {5}
+        or model.backbone.name.startswith("convnext")
+        or not options.HasField("train_dataset_options"),
+        "model_options.pixel_decoder",
+        f"a fifth (stem) stage on {model.backbone.name} gives stride-2 masks; training "
+        f"needs stride {MASK_STRIDE}: use it for inference (DeepLab2's Cityscapes weights)",
+    )
     for block_type in decoder.block_types:
         check(
             block_type in PIXEL_DECODER_BLOCK_TYPES,

@@ -205,6 +205,22 @@ def test_frame_sampling_range_needs_clip_length_and_replaces_frame_step(write_co
         config.load_config(write_config(text))
 
 
+def test_stem_stage_of_a_resnet_is_for_inference_only(write_config):
+    stem = (
+        '  pixel_decoder {\n    num_blocks: [1, 5, 1, 1, 1]\n    block_types: ["axial", "axial",'
+        ' "bottleneck", "bottleneck", "bottleneck"]\n    channels: [512, 256, 128, 64, 32]\n  }\n'
+    )
+    text = VALID.replace("  backbone {", stem + "  backbone {")
+    with pytest.raises(config.ConfigError, match="fifth .stem. stage on resnet50 gives stride-2"):
+        config.load_config(write_config(text))
+    convnext = text.replace('name: "resnet50"', 'name: "convnext_tiny"')
+    assert len(config.load_config(write_config(convnext)).model_options.pixel_decoder.channels) == 5
+    inference = text.replace("train_dataset_options", "eval_dataset_options")
+    assert (
+        config.load_config(write_config(inference)).model_options.pixel_decoder.num_blocks[4] == 1
+    )
+
+
 def test_missing_file_is_config_error(tmp_path):
     with pytest.raises(config.ConfigError, match="cannot read"):
         config.load_config(tmp_path / "missing.textproto")
