@@ -24,7 +24,8 @@ resnet50_kitti_t1 / resnet50_kitti_t2 (configs/kitti_step/resnet50_online.textpr
 resnet50.textproto at KITTI-STEP's 375x1242), saved_model_tiny_720p (the tiny config
 exported, run through SavedModelVideoRunner). Without a checkpoint the weights are fresh
 (seeded); fresh weights put every query on void, so --class_bias is added to the first
-thing class's logit, which makes every query a confident thing object (the heaviest merge).
+thing class's logit, which makes every query a confident thing object (the heaviest merge),
+and --mask_scale sharpens the mask logits so that the queries' masks cover regions.
 
   python benchmarks/video_inference.py --cases=tiny_720p --frames=12 --repeats=3
   python benchmarks/video_inference.py --cases=resnet50_kitti_t1,resnet50_kitti_t2 \
@@ -82,6 +83,7 @@ _RESNET50_CHECKPOINT = flags.DEFINE_string("resnet50_checkpoint", None, "ResNet-
 _CLASS_BIAS = flags.DEFINE_float(
     "class_bias", 12.0, "Logit bias of the first thing class, for fresh weights."
 )
+_MASK_SCALE = flags.DEFINE_float("mask_scale", 2000.0, "Mask-logit scale factor of fresh weights.")
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Where outputs go (default: a temp dir).")
 _COMPARE_WITH = flags.DEFINE_string(
     "compare_with", None, "The --output_dir of an earlier run: compare its panoptic PNGs."
@@ -131,10 +133,23 @@ def _model_and_checkpoint(case: str, options, work_dir: str) -> tuple[tf_keras.M
     (bias,) = [v for v in head.variables if "transformer_class_head" in v.name and "bias" in v.name]
     thing = datasets.get_descriptor(options.eval_dataset_options.dataset).thing_ids[0]
     bias.assign_add(tf.scatter_nd([[thing]], [_CLASS_BIAS.value], bias.shape))
+    # Fresh mask logits are nearly equal (initial scale 0.1), so no mask passes the
+    # threshold; a larger scale gives every query its own random region.
+    (scale,) = [
+        v for v in head.variables if "pixel_space_mask_batch_norm" in v.name and "gamma" in v.name
+    ]
+    scale.assign(scale * _MASK_SCALE.value)
     prefix = tf.train.Checkpoint(**model.checkpoint_items).save(
         os.path.join(work_dir, case, "ckpt")
     )
-    return model, prefix, f"fresh (seed 0), class {thing} logit bias {_CLASS_BIAS.value}"
+    return (
+        model,
+        prefix,
+        (
+            f"fresh (seed 0), class {thing} logit bias {_CLASS_BIAS.value}, "
+            f"mask logits x{_MASK_SCALE.value}"
+        ),
+    )
 
 
 class _KerasStages:
