@@ -64,7 +64,8 @@ class MaskSets(NamedTuple):
 
     Attributes:
       contains: bool [num_sets, C], set s contains mask c.
-      counts: float32 [num_sets], pixels covered by exactly the masks of set s.
+      counts: float64 [num_sets], pixels covered by exactly the masks of set s (exact
+        beyond float32's 2**24, e.g. a 4K clip).
       set_of_pixel: int32 [num_pixels], the set of each pixel.
     """
 
@@ -109,7 +110,7 @@ def mask_sets(on: tf.Tensor, max_masks: int) -> MaskSets:
     )
     return MaskSets(
         contains=tf.bitwise.bitwise_and(bits, 1) > 0,
-        counts=tf.cast(counts, tf.float32),
+        counts=tf.cast(counts, tf.float64),
         set_of_pixel=tf.cast(codes, tf.int32),
     )
 
@@ -123,7 +124,8 @@ def mask_area_and_confidence(
       float32 [num_queries] areas and float32 [num_queries] mask confidences (0 for
       empty masks and for queries that are not class-confident).
     """
-    area = tf.linalg.matvec(tf.cast(sets.contains, tf.float32), sets.counts, transpose_a=True)
+    area = tf.linalg.matvec(tf.cast(sets.contains, tf.float64), sets.counts, transpose_a=True)
+    area = tf.cast(area, tf.float32)
     inside = tf.where(masks.on, masks.probs, 0.0)
     total = tf.matmul(tf.ones([1, tf.shape(inside)[0]]), inside)[0]
     index = masks.ids[:, tf.newaxis]
@@ -175,7 +177,7 @@ def maskwise_owner(
 
     def apply_rule(keep):
         unclaimed = sets.contains & (mask_rank[tf.newaxis, :] <= owner_rank(keep)[:, tf.newaxis])
-        new_area = tf.reduce_sum(tf.where(unclaimed, weights, 0.0), axis=0)
+        new_area = tf.cast(tf.reduce_sum(tf.where(unclaimed, weights, 0.0), axis=0), tf.float32)
         return (new_area > mask_area * overlap_threshold) & (new_area >= mask_limit)
 
     def step(keep, _):
