@@ -231,6 +231,38 @@ def _kept_logits_on_output(
     return tf.reshape(kept, [-1, tf.shape(ids)[0]])
 
 
+def _maskwise_masks(
+    mask_logits: tf.Tensor,
+    flat_logits: tf.Tensor,
+    ids: tf.Tensor,
+    queries: _Queries,
+    geometry: _Geometry,
+    options: evaluator_pb2.PostProcessingOptions,
+) -> mask_merging.ConfidentMasks:
+    """The binary masks of the kept queries `ids`, built the cheaper of two ways.
+
+    With few kept queries their channels are resized on their own; with more than half
+    kept, the probabilities of all queries are taken from the logits already resized for
+    the softmax, and the masks of the other queries are left empty. Both give the same
+    probabilities and masks for the kept queries.
+    """
+    num_queries = mask_logits.shape[-1]
+    at_input = options.merge_at_input_resolution
+
+    def kept_only() -> mask_merging.ConfidentMasks:
+        kept_logits = _kept_logits_on_output(mask_logits, ids, geometry, at_input)
+        return mask_merging.confident_masks(flat_logits, kept_logits, ids, options.mask_threshold)
+
+    def all_queries() -> mask_merging.ConfidentMasks:
+        every = tf.range(num_queries)
+        masks = mask_merging.confident_masks(
+            flat_logits, flat_logits, every, options.mask_threshold
+        )
+        return masks._replace(on=masks.on & queries.kept[tf.newaxis, :])
+
+    return tf.cond(2 * tf.size(ids) > num_queries, all_queries, kept_only)
+
+
 def _merge(
     mask_logits: tf.Tensor,
     queries: _Queries,
@@ -254,12 +286,7 @@ def _merge(
         merged = _logits_on_output(mask_logits, geometry) if at_input else mask_logits
         flat_logits = tf.reshape(merged, [-1, num_queries])
     if options.mode == "maskwise":
-        masks = mask_merging.confident_masks(
-            flat_logits,
-            _kept_logits_on_output(mask_logits, ids, geometry, at_input),
-            ids,
-            options.mask_threshold,
-        )
+        masks = _maskwise_masks(mask_logits, flat_logits, ids, queries, geometry, options)
         sets = mask_merging.mask_sets(masks.on, num_queries)
         area, mask_confidence = mask_merging.mask_area_and_confidence(masks, sets, num_queries)
         ranking = (queries.scores**options.reorder_class_weight) * (
@@ -271,7 +298,7 @@ def _merge(
     rank = tf.math.invert_permutation(order)
     if options.mode == "maskwise":
         owner = mask_merging.maskwise_owner(
-            ids, sets, area, queries.area_limit, rank, options.overlap_threshold
+            masks.ids, sets, area, queries.area_limit, rank, options.overlap_threshold
         )
     elif options.mode == "pixelwise":
         owner = mask_merging.pixelwise_owner(

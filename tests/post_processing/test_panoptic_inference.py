@@ -88,14 +88,17 @@ def _maskwise_reference(mask_logits, class_logits, options):
 
 @pytest.mark.parametrize("num_frames", [1, 2])
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_maskwise_matches_greedy_slot_loop(num_frames, seed):
+# Thresholds that keep about half of the queries, most of them (their masks are then cut
+# from all queries' probabilities) and few of them (their channels are resized alone).
+@pytest.mark.parametrize("class_thresholds", [(0.6, 0.4), (0.1, 0.1), (0.9, 0.9)])
+def test_maskwise_matches_greedy_slot_loop(num_frames, seed, class_thresholds):
     rng = np.random.default_rng(seed)
     num_queries = 12
     mask_logits = (rng.normal(size=(num_frames, 9, 11, num_queries)) * 3).astype(np.float32)
     class_logits = (rng.normal(size=(num_queries, NUM_CLASSES + 1)) * 3).astype(np.float32)
     options = _options(
-        class_threshold_thing=0.6,
-        class_threshold_stuff=0.4,
+        class_threshold_thing=class_thresholds[0],
+        class_threshold_stuff=class_thresholds[1],
         mask_threshold=0.35,
         overlap_threshold=0.7,
         thing_area_limit=4,
