@@ -37,7 +37,11 @@ def encode(panoptic: np.ndarray, label_divisor: int) -> np.ndarray:
         raise PanopticPngError("semantic ids must lie in 0..255 to fit the R channel")
     if instance.max(initial=0) > MAX_INSTANCE_ID:
         raise PanopticPngError(f"instance ids above {MAX_INSTANCE_ID} do not fit G*256+B")
-    return np.stack([semantic, instance // 256, instance % 256], axis=-1).astype(np.uint8)
+    rgb = np.empty(panoptic.shape + (3,), np.uint8)
+    rgb[..., 0] = semantic
+    rgb[..., 1] = instance >> 8
+    rgb[..., 2] = instance & 255
+    return rgb
 
 
 def decode(rgb: np.ndarray, label_divisor: int) -> np.ndarray:

@@ -37,20 +37,6 @@ def track_colors(track_ids: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(hsv[None], cv2.COLOR_HSV2RGB)[0, : ids.size]
 
 
-def _blend_table() -> np.ndarray:
-    """uint8 [256, 256]: frame value f blended with colour value c, at every (f, c).
-
-    The same float arithmetic as blending whole images, done once for all 65536 pairs, so
-    that blending an image is one table lookup per channel.
-    """
-    frame = np.arange(256, dtype=np.uint8)[:, np.newaxis]
-    color = np.arange(256, dtype=np.uint8)[np.newaxis, :]
-    return (frame.astype(np.float32) * (1 - OVERLAY_ALPHA) + color * OVERLAY_ALPHA).astype(np.uint8)
-
-
-_BLEND = _blend_table().ravel()
-
-
 def _split(panoptic: np.ndarray, descriptor: datasets.DatasetDescriptor):
     """(semantic, instance, thing): int [h, w] ids and bool [h, w] tracked-thing pixels."""
     semantic = panoptic // descriptor.label_divisor
@@ -60,7 +46,11 @@ def _split(panoptic: np.ndarray, descriptor: datasets.DatasetDescriptor):
 
 
 def _colorize(semantic, instance, thing, descriptor) -> np.ndarray:
-    """uint8 [h, w, 3]: class colours, and each thing track's colour on its pixels."""
+    """uint8 [h, w, 3]: class colours, and each thing track's colour on its pixels.
+
+    The colour table is packed one colour per uint32, so that colouring is one gather per
+    pixel rather than one per channel.
+    """
     index = np.clip(semantic, 0, 255)
     table = descriptor.colormap_array()
     if thing.any():
@@ -68,7 +58,10 @@ def _colorize(semantic, instance, thing, descriptor) -> np.ndarray:
         tracks = track_colors(np.arange(instance[thing].max() + 1))
         index = np.where(thing, len(table) + instance, index)
         table = np.concatenate([table, tracks])
-    return table[index]
+    packed = np.zeros((len(table), 4), np.uint8)
+    packed[:, :3] = table
+    colors = packed.view(np.uint32)[:, 0][index]
+    return cv2.cvtColor(colors.view(np.uint8).reshape(*index.shape, 4), cv2.COLOR_RGBA2RGB)
 
 
 def colorize_panoptic(panoptic: np.ndarray, descriptor: datasets.DatasetDescriptor) -> np.ndarray:
@@ -100,9 +93,10 @@ def overlay(
     """
     semantic, instance, thing = _split(panoptic, descriptor)
     colors = _colorize(semantic, instance, thing, descriptor)
-    mixed = _BLEND[(frame.astype(np.uint16) << 8) | colors]
-    valid = (semantic != descriptor.ignore_label)[..., np.newaxis]
-    blended = np.where(valid, mixed, frame)
+    # OpenCV's blend rounds to nearest (within 1 of the exact value), in SIMD.
+    blended = cv2.addWeighted(frame, 1.0 - OVERLAY_ALPHA, colors, OVERLAY_ALPHA, 0.0)
+    void = (semantic == descriptor.ignore_label).view(np.uint8)
+    cv2.copyTo(frame, void, blended)
     if not thing.any():
         return blended
     ys, xs = np.nonzero(thing)
