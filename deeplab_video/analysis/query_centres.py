@@ -34,6 +34,7 @@ from matplotlib import figure
 from matplotlib.backends import backend_agg
 
 from deeplab_video import config, datasets
+from deeplab_video.analysis import model_flags
 from deeplab_video.data import sequence_reader
 from deeplab_video.inference import model_loading
 from deeplab_video.post_processing import panoptic_inference, video_tracker
@@ -284,23 +285,10 @@ def run(
 def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
     """Defines the CLI's flags (only the entry point calls this, so importing the module
     as a library never clashes with another CLI's flags)."""
-    flags.DEFINE_string("config_file", None, "Experiment textproto.", flag_values=flag_values)
-    flags.DEFINE_string(
-        "checkpoint",
-        None,
-        "Checkpoint prefix or directory (default: freshly initialised weights).",
-        flag_values=flag_values,
-    )
-    flags.DEFINE_integer(
-        "num_sequences",
-        None,
-        "Sequences to use (default: the config's num_eval_sequences; -1: all).",
-        flag_values=flag_values,
-    )
+    model_flags.define_model_flags(flag_values)
     flags.DEFINE_string(
         "output_dir", "query_centres", "Where the PNG and JSON go.", flag_values=flag_values
     )
-    flags.mark_flag_as_required("config_file", flag_values=flag_values)
 
 
 def run_from_flags(
