@@ -47,6 +47,30 @@ def restore_weights(
     return pretrained.load_complete(model, checkpoint_path, model_description).source
 
 
+def build_serving_module(
+    opts: config_pb2.ExperimentOptions,
+    checkpoint_path: str | None = None,
+    frame_size: tuple[int, int] | None = None,
+) -> serving_module.VideoServingModule:
+    """Builds the inference model, restores its weights and wraps it for serving.
+
+    Args:
+      opts: the experiment, as `config.load_config` returns it.
+      checkpoint_path: checkpoint prefix or model_dir; None keeps freshly initialised
+        weights (with a warning).
+      frame_size: fixes the signatures' frame size (see serving_module); None: any.
+
+    Raises:
+      FileNotFoundError, pretrained.CheckpointMismatchError: see `restore_weights`.
+    """
+    model = builder.build_model(opts, inference_only=True)
+    if checkpoint_path:
+        restore_weights(model, checkpoint_path, pretrained.describe_model(opts.model_options))
+    else:
+        logging.warning("No checkpoint given: exporting freshly initialised weights.")
+    return serving_module.VideoServingModule(model, opts, frame_size)
+
+
 def export_saved_model(
     opts: config_pb2.ExperimentOptions, output_dir: str, checkpoint_path: str | None = None
 ) -> str:
@@ -67,12 +91,7 @@ def export_saved_model(
       ValueError: the checkpoint does not fit the model (CheckpointMismatchError), or
         invalid options.
     """
-    model = builder.build_model(opts, inference_only=True)
-    if checkpoint_path:
-        restore_weights(model, checkpoint_path, pretrained.describe_model(opts.model_options))
-    else:
-        logging.warning("No checkpoint given: exporting freshly initialised weights.")
-    module = serving_module.VideoServingModule(model, opts)
+    module = build_serving_module(opts, checkpoint_path)
     tf.saved_model.save(module, output_dir, signatures=module.signatures())
     config_copy = os.path.join(output_dir, CONFIG_COPY)
     tf.io.gfile.makedirs(os.path.dirname(config_copy))

@@ -18,9 +18,11 @@ with a leading batch axis of 1. The state is `tracking.TrackingState` flattened:
 fields take the prefix "memory_" (memory_embeddings, ..., memory_next_id), the others keep
 their names (previous_frame, previous_track_ids, previous_classes, num_clips).
 
-H and W are free (any frame size); T is the experiment's eval clip_length. Inputs of a
-wrong dtype are rejected by the signature; a wrong rank, batch size or clip length by
-run-time checks whose messages state the expected shape.
+H and W are free (any frame size) unless the module is made with a frame_size (the TFLite
+export: every shape static, previous_frame [H, W] from the first clip on); T is the
+experiment's eval clip_length. Inputs of a wrong dtype are rejected by the signature; a
+wrong rank, batch size or clip length by run-time checks whose messages state the
+expected shape.
 """
 
 from collections.abc import Mapping
@@ -73,6 +75,8 @@ class VideoServingModule(tf.Module):
       model: the Video-kMaX Keras model, built with inference_only=True and its weights
         restored.
       options: the experiment (eval clip_length, post-processing, stitching and memory).
+      frame_size: (height, width) that every signature is fixed to (frames [1, T,
+        height, width, 3]); None (the SavedModel): any frame size.
 
     Attributes:
       model_variables: the network's variables. They, not the Keras model, are what the
@@ -83,14 +87,25 @@ class VideoServingModule(tf.Module):
       segment_clip, initial_state, track: the tf.functions behind the signatures.
     """
 
-    def __init__(self, model: tf_keras.Model, options: config_pb2.ExperimentOptions):
+    def __init__(
+        self,
+        model: tf_keras.Model,
+        options: config_pb2.ExperimentOptions,
+        frame_size: tuple[int, int] | None = None,
+    ):
         super().__init__(name="video_kmax_serving")
         self.model_variables = list(model.variables)
         self._runner = video_tracker.VideoRunner(model, options)
         self.clip_length = self._runner.clip_length
+        self._frame_size = None if frame_size is None else tuple(frame_size)
+        frames_shape = (
+            [None, None, None, None, 3]
+            if frame_size is None
+            else [1, self.clip_length, *frame_size, 3]
+        )
         self.segment_clip = tf.function(
             self._segment_clip,
-            input_signature=[tf.TensorSpec([None, None, None, None, 3], tf.uint8, name=FRAMES)],
+            input_signature=[tf.TensorSpec(frames_shape, tf.uint8, name=FRAMES)],
         )
         clip_specs = {
             name: tf.TensorSpec(tensor.shape, tensor.dtype, name=name)
@@ -99,13 +114,13 @@ class VideoServingModule(tf.Module):
         self._embedding_dim = clip_specs["embeddings"].shape[-1]
         self.initial_state = tf.function(self._initial_state, input_signature=[])
         state_specs = {
-            name: tf.TensorSpec(
-                [None, None] if name == "previous_frame" else tensor.shape, tensor.dtype, name=name
-            )
-            for name, tensor in flatten_state(
-                self._runner.initial_state(self._embedding_dim)
-            ).items()
+            name: tf.TensorSpec(tensor.shape, tensor.dtype, name=name)
+            for name, tensor in self._initial_state().items()
         }
+        if frame_size is None:
+            state_specs["previous_frame"] = tf.TensorSpec(
+                [None, None], tf.int32, name="previous_frame"
+            )
         self._track_specs = {**state_specs, **clip_specs}
         self.track = tf.function(self._track)
 
@@ -154,15 +169,21 @@ class VideoServingModule(tf.Module):
         segmenter = self._runner.segmenter
         clip = segmenter.segment(self._checked_frames(frames)[0])
         # Every object row field is [K, ...]; query_indices comes out of a pad of run-time
-        # length, so give it its static size for the signature.
-        clip = clip._replace(
-            query_indices=tf.ensure_shape(clip.query_indices, [segmenter.max_objects])
-        )
+        # length, so give it its static size for the signature (a reshape, which TFLite
+        # has as a builtin op, unlike ensure_shape).
+        clip = clip._replace(query_indices=tf.reshape(clip.query_indices, [segmenter.max_objects]))
         return {name: value[tf.newaxis] for name, value in clip._asdict().items()}
 
     def _initial_state(self) -> dict[str, tf.Tensor]:
-        """The flattened TrackingState before a video's first clip (see STATE_NAMES)."""
-        return flatten_state(self._runner.initial_state(self._embedding_dim))
+        """The flattened TrackingState before a video's first clip (see STATE_NAMES).
+
+        previous_frame is int32 [0, 0], or zeros [height, width] with a fixed frame_size
+        (unread before the first clip either way).
+        """
+        state = self._runner.initial_state(self._embedding_dim)
+        if self._frame_size is not None:
+            state = state._replace(previous_frame=tf.zeros(self._frame_size, tf.int32))
+        return flatten_state(state)
 
     def _track(self, inputs: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         """One tracking step.

@@ -168,11 +168,15 @@ class KMaXPredictionHead(tf_keras.layers.Layer):
             self._transformer_mask_head, mask_features, training
         )
         mask_logits = tf.einsum("bthwd,bnd->bthwn", pixel_embeddings, query_embeddings)
-        mask_logits = self._pixel_space_mask_batch_norm(mask_logits[..., None], training=training)
+        # The norm's one channel is a new last axis (expand_dims and squeeze, not a 6-D
+        # slice, which TFLite has no builtin op for).
+        mask_logits = self._pixel_space_mask_batch_norm(
+            tf.expand_dims(mask_logits, -1), training=training
+        )
         class_logits = cross_attention.pointwise(self._transformer_class_head, class_features, None)
         class_logits += tf.constant(self._void_bias, dtype=class_logits.dtype)
         return {
-            common.PRED_MASK_LOGITS: mask_logits[..., 0],
+            common.PRED_MASK_LOGITS: tf.squeeze(mask_logits, -1),
             common.PRED_CLASS_LOGITS: class_logits,
             common.PRED_QUERY_EMBEDDINGS: query_embeddings,
             common.PRED_PIXEL_FEATURES: pixel_embeddings,
