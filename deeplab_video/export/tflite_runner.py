@@ -2,9 +2,8 @@
 
 The runner needs no model code and no TensorFlow: it loads the flatbuffer written by
 `deeplab_video.export.export_tflite` into the LiteRT interpreter (ai-edge-litert;
-TensorFlow's tf.lite.Interpreter when that package is missing, or when the model runs
-some TensorFlow ops through the Flex delegate, which only TensorFlow's interpreter has)
-and calls its signatures as `SavedModelVideoRunner` calls the SavedModel's: each frame
+TensorFlow's tf.lite.Interpreter only where that package is missing) and calls its
+signatures as `SavedModelVideoRunner` calls the SavedModel's: each frame
 is one online clip (T = 1), `segment_clip` then `track`, with the state carried from
 frame to frame, so both runners give the same ids. This file also works on its own,
 copied next to a model.
@@ -65,38 +64,38 @@ def non_builtin_ops(model_content: bytes) -> list[str]:
 
 
 def make_interpreter(model_content: bytes, num_threads: int | None = None):
-    """The interpreter for a model: LiteRT's, or TensorFlow's for models with Flex ops.
+    """The LiteRT interpreter of a model (TensorFlow's where ai-edge-litert is missing).
 
     Args:
       model_content: the flatbuffer's bytes.
       num_threads: CPU threads of the interpreter (None: its default).
 
     Raises:
-      ImportError: the model has Flex ops and TensorFlow is not installed, or neither
-        ai-edge-litert nor TensorFlow is.
+      ValueError: the model runs TensorFlow ops through the Flex delegate, which neither
+        interpreter has (export it with select_tf_ops=False).
+      ImportError: neither ai-edge-litert nor TensorFlow is installed.
     """
     flex_ops = non_builtin_ops(model_content)
-    if not flex_ops:
-        try:
-            from ai_edge_litert.interpreter import Interpreter
-
-            return Interpreter(model_content=model_content, num_threads=num_threads)
-        except ImportError:
-            pass
-    try:
-        import tensorflow as tf
-    except ImportError as error:
-        needs = (
-            f"runs TensorFlow ops through the Flex delegate ({', '.join(flex_ops)})"
-            if flex_ops
-            else "needs a TFLite interpreter"
+    if flex_ops:
+        raise ValueError(
+            f"The model runs TensorFlow ops through the Flex delegate ({', '.join(flex_ops)}), "
+            f"which neither ai-edge-litert nor TensorFlow's tf.lite.Interpreter provides; "
+            f"export it with builtin ops only (select_tf_ops=False)."
         )
-        raise ImportError(
-            f"This model {needs}: install tensorflow (tf.lite.Interpreter)"
-            + ("" if flex_ops else " or ai-edge-litert")
-            + "."
-        ) from error
-    return tf.lite.Interpreter(model_content=model_content, num_threads=num_threads)
+    try:
+        from ai_edge_litert import interpreter as litert
+
+        interpreter_class = litert.Interpreter
+    except ImportError:
+        try:
+            import tensorflow as tf
+        except ImportError as error:
+            raise ImportError(
+                "Running a TFLite model needs ai-edge-litert (pip install ai-edge-litert) "
+                "or TensorFlow."
+            ) from error
+        interpreter_class = tf.lite.Interpreter
+    return interpreter_class(model_content=model_content, num_threads=num_threads)
 
 
 def _aligned_grid(out_size: int, in_size: int) -> np.ndarray:
@@ -138,19 +137,17 @@ class TFLiteVideoRunner:
       clip_length: T, frames per clip (1: the export is online).
       clip_stride: frames between the starts of consecutive clips (1).
       frame_size: (height, width) the model takes.
-      non_builtin_ops: TensorFlow ops the model runs through the Flex delegate.
       matching_space_sizes: M x N of every memory decoding step of the last video.
 
     Raises:
       ValueError: the model lacks one of the signatures segment_clip, initial_state,
-        track, or takes clips of more than one frame.
+        track, takes clips of more than one frame, or needs the Flex delegate.
       ImportError: see `make_interpreter`.
     """
 
     def __init__(self, model_path: str, num_threads: int | None = None):
         with open(model_path, "rb") as f:
             content = f.read()
-        self.non_builtin_ops = non_builtin_ops(content)
         self._interpreter = make_interpreter(content, num_threads)
         found = self._interpreter.get_signature_list()
         missing = [name for name in _SIGNATURES if name not in found]

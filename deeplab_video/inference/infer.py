@@ -5,6 +5,7 @@ Usage:
       --checkpoint /path/to/model_dir --input dashcam.mp4 --output_dir out/
   python -m deeplab_video.inference.infer ... --input /path/to/frame_folder
   python -m deeplab_video.inference.infer --saved_model /path/to/export --input video.mp4 ...
+  deeplab-video-infer --tflite /path/to/model.tflite --dataset kitti_step --input video.mp4 ...
 
 The input is a video file (any resolution and length, e.g. H.264 MP4 from a phone or a
 dashcam) or a folder of frames. Outputs, under --output_dir:
@@ -34,11 +35,17 @@ def define_flags() -> None:
     )
     flags.DEFINE_string("input", None, "Video file or folder of frames.", required=True)
     flags.DEFINE_string("output_dir", None, "Where outputs go.", required=True)
+    flags.DEFINE_string(
+        "tflite",
+        None,
+        "Exported TFLite model (online) to run instead of --config_file/--checkpoint; frames "
+        "of another size than its own are resized to it.",
+    )
     flags.DEFINE_enum(
         "dataset",
         None,
         sorted(datasets.DATASETS),
-        "Dataset descriptor for --saved_model runs (classes, colours).",
+        "Dataset descriptor for --saved_model and --tflite runs (classes, colours).",
     )
     flags.DEFINE_bool("no_video", False, "Do not write overlay.mp4.")
     flags.DEFINE_integer("max_frames", 0, "Stop after this many frames (0 = all).")
@@ -47,16 +54,20 @@ def define_flags() -> None:
 def main(argv: Sequence[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    if bool(FLAGS.saved_model) == bool(FLAGS.config_file):
-        raise app.UsageError("give either --config_file (with --checkpoint) or --saved_model")
-    if FLAGS.saved_model and not FLAGS.dataset:
-        raise app.UsageError(f"--saved_model needs --dataset ({', '.join(datasets.DATASETS)})")
+    if sum(bool(model) for model in (FLAGS.config_file, FLAGS.saved_model, FLAGS.tflite)) != 1:
+        raise app.UsageError(
+            "give one of --config_file (with --checkpoint), --saved_model or --tflite"
+        )
+    for flag in ("saved_model", "tflite"):
+        if FLAGS[flag].value and not FLAGS.dataset:
+            raise app.UsageError(f"--{flag} needs --dataset ({', '.join(datasets.DATASETS)})")
     summary = infer_lib.run_inference(
         input_path=FLAGS.input,
         output_dir=FLAGS.output_dir,
         config_file=FLAGS.config_file,
         checkpoint=FLAGS.checkpoint,
         saved_model=FLAGS.saved_model,
+        tflite=FLAGS.tflite,
         dataset=FLAGS.dataset,
         write_video=not FLAGS.no_video,
         max_frames=FLAGS.max_frames,

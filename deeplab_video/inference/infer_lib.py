@@ -13,7 +13,7 @@ from absl import logging
 
 from deeplab_video import config, datasets
 from deeplab_video.data import background, panoptic_png, video_io
-from deeplab_video.export import saved_model_runner
+from deeplab_video.export import saved_model_runner, tflite_runner
 from deeplab_video.inference import model_loading
 from deeplab_video.post_processing import video_tracker, visualization
 
@@ -141,6 +141,7 @@ def run_inference(
     config_file: str | None = None,
     checkpoint: str | None = None,
     saved_model: str | None = None,
+    tflite: str | None = None,
     dataset: str | None = None,
     write_video: bool = True,
     max_frames: int = 0,
@@ -153,6 +154,7 @@ def run_inference(
         config_file: experiment textproto (model, post-processing and tracking options).
         checkpoint: checkpoint file or model_dir for config_file runs (None: fresh weights).
         saved_model: an exported SavedModel to run instead of config_file.
+        tflite: an exported TFLite model to run instead of config_file.
         dataset: descriptor name; defaults to the config's eval dataset.
         write_video: whether overlay.mp4 is written.
         max_frames: stop after this many frames (0 = all).
@@ -169,8 +171,12 @@ def run_inference(
         info.num_frames,
         info.fps,
     )
-    if saved_model:
-        runner = saved_model_runner.SavedModelVideoRunner(saved_model)
+    if saved_model or tflite:
+        runner = (
+            saved_model_runner.SavedModelVideoRunner(saved_model)
+            if saved_model
+            else tflite_runner.TFLiteVideoRunner(tflite)
+        )
         descriptor = datasets.get_descriptor(dataset)
     else:
         options = config.load_config(config_file)
