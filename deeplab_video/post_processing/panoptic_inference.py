@@ -183,13 +183,16 @@ def _classify_queries(
     return _Queries(scores, classes, is_thing, kept, area_limit)
 
 
+def _same_size(a: tuple, b: tuple) -> bool:
+    """Whether two sizes are statically equal: equal ints, or the same tensors."""
+    return all(x is y or (isinstance(x, int) and x == y) for x, y in zip(a, b, strict=True))
+
+
 def _image_is_output(geometry: _Geometry) -> bool:
     """Whether canvas, image and output are statically the same size (nothing to crop)."""
-
-    def same(a: tuple, b: tuple) -> bool:
-        return all(x is y or (isinstance(x, int) and x == y) for x, y in zip(a, b, strict=True))
-
-    return same(geometry.canvas, geometry.image) and same(geometry.image, geometry.output)
+    return _same_size(geometry.canvas, geometry.image) and _same_size(
+        geometry.image, geometry.output
+    )
 
 
 def _logits_on_output(logits: tf.Tensor, geometry: _Geometry) -> tf.Tensor:
@@ -201,6 +204,8 @@ def _logits_on_output(logits: tf.Tensor, geometry: _Geometry) -> tf.Tensor:
     if _image_is_output(geometry):
         return _resize_logits(logits, geometry.output)
     logits = _resize_logits(logits, geometry.canvas)[:, : geometry.image[0], : geometry.image[1]]
+    if _same_size(geometry.image, geometry.output):  # Frames not resized (run-time sizes).
+        return logits
     return _resize_logits(logits, geometry.output)
 
 
@@ -209,6 +214,8 @@ def _labels_on_output(labels: tf.Tensor, geometry: _Geometry) -> tf.Tensor:
     if _image_is_output(geometry):
         return _resize_nearest(labels, geometry.output)
     labels = _resize_nearest(labels, geometry.canvas)[:, : geometry.image[0], : geometry.image[1]]
+    if _same_size(geometry.image, geometry.output):
+        return labels
     return _resize_nearest(labels, geometry.output)
 
 

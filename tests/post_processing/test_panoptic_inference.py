@@ -376,3 +376,39 @@ def test_padding_takes_no_part_and_the_image_is_resized_back(mode):
     assert result.panoptic.shape == (2, 18, 24)
     np.testing.assert_array_equal(result.panoptic.numpy(), expected.panoptic.numpy())
     np.testing.assert_allclose(result.boxes.numpy(), expected.boxes.numpy())
+
+
+@pytest.mark.parametrize("mode", ["maskwise", "pixelwise_official"])
+@pytest.mark.parametrize("output_size", [(22, 30), (18, 24)])
+def test_run_time_sizes_give_the_static_result(mode, output_size):
+    """Sizes known only at run time (the exported model) crop and resize back alike,
+    including when the image is not resized (its size tensors are the output's)."""
+    rng = np.random.default_rng(6)
+    num_queries = 10
+    mask_logits = (rng.normal(size=(2, 9, 11, num_queries)) * 3).astype(np.float32)
+    class_logits = (rng.normal(size=(num_queries, NUM_CLASSES + 1)) * 3).astype(np.float32)
+    options = _options(mode=mode, class_threshold_thing=0.3, class_threshold_stuff=0.3)
+    embeddings = np.eye(num_queries, 3, dtype=np.float32)
+
+    def run(sizes):
+        canvas, image, output = sizes
+        return panoptic_inference.panoptic_inference(
+            mask_logits,
+            class_logits,
+            embeddings,
+            output,
+            DESCRIPTOR,
+            options,
+            canvas_size=canvas,
+            image_size=image,
+        ).panoptic
+
+    @tf.function(input_signature=[tf.TensorSpec([6], tf.int32)])
+    def at_run_time(sides):
+        canvas, image = (sides[0], sides[1]), (sides[2], sides[3])
+        output = image if output_size == (22, 30) else (sides[4], sides[5])
+        return run((canvas, image, output))
+
+    static = run(((33, 41), (22, 30), output_size))
+    dynamic = at_run_time(tf.constant([33, 41, 22, 30, *output_size]))
+    np.testing.assert_array_equal(dynamic.numpy(), static.numpy())
