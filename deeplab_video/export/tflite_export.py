@@ -147,7 +147,7 @@ def export_tflite(
         converter = _converter(saved_model_dir, quantization, select_tf_ops)
         try:
             content = converter.convert()
-        except tf.lite.ConverterError as error:
+        except Exception as error:  # The converter's ConverterError is not public API.
             unsupported = sorted(set(_UNSUPPORTED_OP.findall(str(error))))
             if not unsupported:
                 raise
