@@ -99,8 +99,13 @@ def make_interpreter(model_content: bytes, num_threads: int | None = None):
 
 
 def _aligned_grid(out_size: int, in_size: int) -> np.ndarray:
-    """float64 [out_size]: input coordinate of every output pixel, corners aligned."""
-    return np.arange(out_size) * ((in_size - 1) / max(out_size - 1, 1))
+    """float32 [out_size]: input coordinate of every output pixel, corners aligned.
+
+    In float32, as TensorFlow's resize kernels and panoptic_inference compute it, so that
+    rounding lands on the same pixels.
+    """
+    scale = np.float32(in_size - 1) / np.float32(max(out_size - 1, 1))
+    return np.arange(out_size, dtype=np.float32) * scale
 
 
 def resize_bilinear(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -112,8 +117,8 @@ def resize_bilinear(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     left = np.floor(cols).astype(np.int64)
     bottom = np.minimum(top + 1, frame.shape[0] - 1)
     right = np.minimum(left + 1, frame.shape[1] - 1)
-    dy = (rows - top).astype(np.float32)[:, np.newaxis, np.newaxis]
-    dx = (cols - left).astype(np.float32)[np.newaxis, :, np.newaxis]
+    dy = (rows - top)[:, np.newaxis, np.newaxis]
+    dx = (cols - left)[np.newaxis, :, np.newaxis]
     upper = pixels[top][:, left] * (1 - dx) + pixels[top][:, right] * dx
     lower = pixels[bottom][:, left] * (1 - dx) + pixels[bottom][:, right] * dx
     return np.clip(np.rint(upper * (1 - dy) + lower * dy), 0, 255).astype(np.uint8)
@@ -121,8 +126,9 @@ def resize_bilinear(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 def resize_nearest(labels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """int32 [height, width] -> [*size], nearest neighbour on the aligned-corner grid."""
-    rows = np.floor(_aligned_grid(size[0], labels.shape[0]) + 0.5).astype(np.int64)
-    cols = np.floor(_aligned_grid(size[1], labels.shape[1]) + 0.5).astype(np.int64)
+    half = np.float32(0.5)
+    rows = np.floor(_aligned_grid(size[0], labels.shape[0]) + half).astype(np.int64)
+    cols = np.floor(_aligned_grid(size[1], labels.shape[1]) + half).astype(np.int64)
     return labels[rows][:, cols]
 
 
