@@ -21,9 +21,9 @@ tracking stay in float32 / int32 either way.
 
 Ops. The converter is asked for TFLite builtin ops only. The post-processing steps that
 use TensorFlow ops without a builtin counterpart (bincount, int64 bit operations,
-unique_with_counts, float64 counts) are traced with the builtin-op stand-ins of
-`tflite_ops`, which give the same values, so the flatbuffer runs on the plain LiteRT
-interpreter. An op that still has no builtin counterpart fails the export with its
+unique_with_counts, float64 counts) are traced under `op_set.tflite_builtin_ops()`, which
+makes them take builtin-op variants that give the same values, so the flatbuffer runs on
+the plain LiteRT interpreter. An op that still has no builtin counterpart fails the export with its
 name; select_tf_ops=True lets such ops fall back to TensorFlow ops instead
 (SELECT_TF_OPS: they need an interpreter with the Flex delegate, which neither
 ai-edge-litert nor TensorFlow 2.20's tf.lite.Interpreter has), and logs them
@@ -37,7 +37,8 @@ import tempfile
 import tensorflow as tf
 from absl import logging
 
-from deeplab_video.export import export_lib, serving_module, tflite_ops, tflite_runner
+from deeplab_video.export import export_lib, serving_module, tflite_runner
+from deeplab_video.post_processing import op_set
 from deeplab_video.protos import config_pb2
 
 QUANTIZATIONS = ("none", "float16", "dynamic_int8")
@@ -61,10 +62,10 @@ def _checked_frame_size(frame_size) -> tuple[int, int]:
         raise ValueError(
             f"frame_size must be two positive integers (height, width); got {frame_size!r}."
         )
-    if height * width >= tflite_ops.MAX_CLIP_PIXELS:
+    if height * width >= op_set.MAX_CLIP_PIXELS:
         raise ValueError(
             f"frame_size {height}x{width} has {height * width} pixels; the TFLite model counts "
-            f"pixels in float32, exactly below {tflite_ops.MAX_CLIP_PIXELS}."
+            f"pixels in float32, exactly below {op_set.MAX_CLIP_PIXELS}."
         )
     return height, width
 
@@ -141,7 +142,7 @@ def export_tflite(
     frame_size = _checked_frame_size(frame_size)
     _check_online(opts)
     with tempfile.TemporaryDirectory() as saved_model_dir:
-        with tflite_ops.builtin_substitutes():
+        with op_set.tflite_builtin_ops():
             module = export_lib.build_serving_module(opts, checkpoint_path, frame_size)
             tf.saved_model.save(module, saved_model_dir, signatures=module.signatures())
         converter = _converter(saved_model_dir, quantization, select_tf_ops)

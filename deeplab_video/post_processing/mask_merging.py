@@ -15,6 +15,8 @@ from typing import NamedTuple
 
 import tensorflow as tf
 
+from deeplab_video.post_processing import op_set
+
 # Logit given to class-unconfident queries in pixel-wise mode (DeepLab2's constant).
 _MASKED_LOGIT = -99999.0
 # Mask-set keys are built 24 bits at a time: float32 matmuls sum powers of two exactly
@@ -65,7 +67,7 @@ class MaskSets(NamedTuple):
     Attributes:
       contains: bool [num_sets, C], set s contains mask c.
       counts: float64 [num_sets], pixels covered by exactly the masks of set s (exact
-        beyond float32's 2**24, e.g. a 4K clip).
+        beyond float32's 2**24, e.g. a 4K clip; float32 under op_set.tflite_builtin_ops).
       set_of_pixel: int32 [num_pixels], the set of each pixel.
     """
 
@@ -74,22 +76,35 @@ class MaskSets(NamedTuple):
     set_of_pixel: tf.Tensor
 
 
+def _pixel_words(on: tf.Tensor, max_masks: int) -> tf.Tensor:
+    """int64 [num_pixels, num_words]: each pixel's masks as bit keys of 24 bits a word.
+
+    Built by one float32 matmul (exact below 2**24) with the powers of two as constants.
+    """
+    num_words = max(1, -(-max_masks // _BITS_PER_WORD))
+    column = tf.range(tf.shape(on)[1])
+    powers = tf.constant([float(2 ** (c % _BITS_PER_WORD)) for c in range(max(max_masks, 1))])
+    weights = tf.one_hot(column // _BITS_PER_WORD, num_words) * tf.gather(powers, column)[:, None]
+    return tf.cast(tf.matmul(tf.cast(on, tf.float32), weights), tf.int64)
+
+
 def mask_sets(on: tf.Tensor, max_masks: int) -> MaskSets:
     """Groups the pixels by the set of binary masks that cover them.
 
-    Each pixel's set is a bit key (bit c: mask c), built 24 bits at a time by one float32
-    matmul (exact below 2**24); the words are folded into one set index by a chain of
-    `unique` calls over (index so far, next word) pairs.
+    Each pixel's set is a bit key (bit c: mask c), built 24 bits at a time
+    (`_pixel_words`); the words are folded into one set index by a chain of `unique`
+    calls over (index so far, next word) pairs. Under `op_set.tflite_builtin_ops` the
+    TFLite builtin variant (`_mask_sets_of_builtin_ops`) gives the same sets.
 
     Args:
       on: bool [num_pixels, C] binary masks.
       max_masks: static upper bound of C (the number of queries).
     """
+    if op_set.builtin_only():
+        return _mask_sets_of_builtin_ops(on, max_masks)
     num_words = max(1, -(-max_masks // _BITS_PER_WORD))
     column = tf.range(tf.shape(on)[1])
-    bit = tf.cast(tf.bitwise.left_shift(1, column % _BITS_PER_WORD), tf.float32)
-    weights = tf.one_hot(column // _BITS_PER_WORD, num_words) * bit[:, tf.newaxis]
-    pixel_words = tf.cast(tf.matmul(tf.cast(on, tf.float32), weights), tf.int64)
+    pixel_words = _pixel_words(on, max_masks)
     codes = tf.zeros_like(pixel_words[:, 0])
     levels = []
     for w in range(num_words):
@@ -115,6 +130,32 @@ def mask_sets(on: tf.Tensor, max_masks: int) -> MaskSets:
     )
 
 
+def _mask_sets_of_builtin_ops(on: tf.Tensor, max_masks: int) -> MaskSets:
+    """`mask_sets` in TFLite builtin ops; counts are float32 (exact below 2**24 pixels).
+
+    The same chain of `unique` calls over the same keys (a shift by 24 bits is a product
+    by 2**24) numbers the sets in the same order; each set's masks are those of its first
+    pixel, and its count a segment sum.
+    """
+    num_words = max(1, -(-max_masks // _BITS_PER_WORD))
+    pixel_words = _pixel_words(on, max_masks)
+    codes = tf.zeros_like(pixel_words[:, 0])
+    for w in range(num_words):
+        values, codes = tf.unique(codes * (1 << _BITS_PER_WORD) + pixel_words[:, w], tf.int64)
+    set_of_pixel = tf.cast(codes, tf.int32)
+    num_sets = tf.size(values)
+    first_pixel = tf.math.unsorted_segment_min(
+        tf.range(tf.size(set_of_pixel)), set_of_pixel, num_sets
+    )
+    return MaskSets(
+        contains=tf.gather(on, first_pixel),
+        counts=tf.math.unsorted_segment_sum(
+            tf.ones_like(set_of_pixel, tf.float32), set_of_pixel, num_sets
+        ),
+        set_of_pixel=set_of_pixel,
+    )
+
+
 def mask_area_and_confidence(
     masks: ConfidentMasks, sets: MaskSets, num_queries: int
 ) -> tuple[tf.Tensor, tf.Tensor]:
@@ -124,7 +165,9 @@ def mask_area_and_confidence(
       float32 [num_queries] areas and float32 [num_queries] mask confidences (0 for
       empty masks and for queries that are not class-confident).
     """
-    area = tf.linalg.matvec(tf.cast(sets.contains, tf.float64), sets.counts, transpose_a=True)
+    area = tf.linalg.matvec(
+        tf.cast(sets.contains, sets.counts.dtype), sets.counts, transpose_a=True
+    )
     area = tf.cast(area, tf.float32)
     inside = tf.where(masks.on, masks.probs, 0.0)
     total = tf.matmul(tf.ones([1, tf.shape(inside)[0]]), inside)[0]

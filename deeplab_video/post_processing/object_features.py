@@ -17,6 +17,8 @@ pairs over the whole clip give every object's extent and area at once.
 
 import tensorflow as tf
 
+from deeplab_video.post_processing import op_set
+
 
 def _first_and_last(present: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     """Index of the first and last True along the last axis.
@@ -36,7 +38,7 @@ def _first_and_last(present: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
 
 
 def _id_histogram(ids: tf.Tensor, coordinate: tf.Tensor, num_ids: int, length: tf.Tensor):
-    """Counts (id, coordinate) pairs over the clip in one bincount.
+    """Counts (id, coordinate) pairs over the clip in one histogram.
 
     Args:
       ids: int32 [num_frames, height, width], values in [0, num_ids).
@@ -49,7 +51,7 @@ def _id_histogram(ids: tf.Tensor, coordinate: tf.Tensor, num_ids: int, length: t
     """
     size = num_ids * length
     codes = tf.reshape(ids * length + coordinate, [-1])
-    counts = tf.math.bincount(codes, minlength=size, maxlength=size, dtype=tf.int32)
+    counts = op_set.histogram(codes, size)
     return tf.reshape(counts, [num_ids, length])
 
 

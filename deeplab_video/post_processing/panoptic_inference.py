@@ -48,7 +48,7 @@ from typing import NamedTuple
 import tensorflow as tf
 
 from deeplab_video import config, datasets
-from deeplab_video.post_processing import mask_merging, object_features
+from deeplab_video.post_processing import mask_merging, object_features, op_set
 from deeplab_video.protos import evaluator_pb2
 
 
@@ -336,9 +336,7 @@ def _object_table(
     num_queries = queries.scores.shape[0]
     divisor = descriptor.label_divisor
     # Thing objects in rank order get clip-local ids 1..max_objects; rank num_queries is void.
-    owner_area = tf.math.bincount(
-        tf.reshape(owner, [-1]), minlength=num_queries + 1, maxlength=num_queries + 1
-    )[:num_queries]
+    owner_area = op_set.histogram(owner, num_queries + 1)[:num_queries]
     ranked_is_thing = tf.gather(queries.is_thing, order)
     ranked_is_object = ranked_is_thing & (owner_area > 0)
     ranked_local = tf.cumsum(tf.cast(ranked_is_object, tf.int32)) * tf.cast(

@@ -5,7 +5,7 @@ current clip's first frame are the same image (Video-kMaX, Shin et al., WACV 202
 Sec. 3.2). Thing objects of the two clips are matched on that frame by mask overlap:
 
 1. One joint histogram of (previous local id, current local id) pixel pairs over the
-   frame, each pair encoded as `previous * offset + current` and counted in one bincount,
+   frame, each pair encoded as `previous * offset + current` and counted in one histogram,
    gives the intersections; its row and column sums give the areas. This yields a [P, C]
    IoU (or Dice) matrix without building a single per-id mask.
 2. Pairs of different classes (when class_check), padding rows and overlaps not above
@@ -32,6 +32,7 @@ Where this deliberately differs from the official `video_stitching_module.py`:
 import tensorflow as tf
 
 from deeplab_video import config
+from deeplab_video.post_processing import op_set
 from deeplab_video.protos import evaluator_pb2
 
 
@@ -92,7 +93,7 @@ def overlap_matrix(
     size = (num_previous + 1) * offset
     codes = tf.reshape(previous * offset + current, [-1])
     joint = tf.reshape(
-        tf.math.bincount(codes, minlength=size, maxlength=size, dtype=tf.int32),
+        op_set.histogram(codes, size),
         [num_previous + 1, offset],
     )
     joint = tf.cast(joint, tf.float32)

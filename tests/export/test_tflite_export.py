@@ -22,10 +22,9 @@ from deeplab_video.export import (
     export_model,
     serving_module,
     tflite_export,
-    tflite_ops,
     tflite_runner,
 )
-from deeplab_video.post_processing import tracking, video_tracker
+from deeplab_video.post_processing import op_set, tracking, video_tracker
 from tests import conftest
 from tests.export import tflite_fixtures
 
@@ -144,9 +143,9 @@ def test_rejects_what_it_cannot_export_before_building(
 def test_without_the_stand_ins_the_export_names_the_ops_that_are_not_builtin(
     exported_tflite, tmp_path, monkeypatch
 ):
-    """What tflite_ops replaces: these ops fail the builtin-only conversion, or fall back
-    to TensorFlow ops (which the LiteRT runner refuses) with select_tf_ops=True."""
-    monkeypatch.setattr(tflite_ops, "builtin_substitutes", contextlib.nullcontext)
+    """What op_set's builtin variants replace: these ops fail the builtin-only conversion,
+    or fall back to TensorFlow ops (which the LiteRT runner refuses) with select_tf_ops=True."""
+    monkeypatch.setattr(op_set, "tflite_builtin_ops", contextlib.nullcontext)
     opts, model_dir = exported_tflite.options, exported_tflite.model_dir
     with pytest.raises(ValueError, match="no TFLite builtin counterpart: .*DenseBincount"):
         tflite_export.export_tflite(opts, str(tmp_path / "a.tflite"), SIZE, model_dir)
@@ -155,9 +154,7 @@ def test_without_the_stand_ins_the_export_names_the_ops_that_are_not_builtin(
     )
     with open(path, "rb") as f:
         fallback = tflite_export.non_builtin_ops(f.read())
-    assert {"BitwiseAnd", "DenseBincount", "LeftShift", "RightShift", "UniqueWithCounts"} <= set(
-        fallback
-    )
+    assert {"BitwiseAnd", "DenseBincount", "RightShift", "UniqueWithCounts"} <= set(fallback)
     with pytest.raises(ValueError, match="Flex delegate .*DenseBincount"):
         tflite_runner.TFLiteVideoRunner(path)
 

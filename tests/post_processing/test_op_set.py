@@ -1,15 +1,14 @@
-"""Tests for deeplab_video.export.tflite_ops: every stand-in gives its original's values."""
+"""Tests for deeplab_video.post_processing.op_set: the builtin-op variants give the same values."""
+
+import threading
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from deeplab_video import datasets
-from deeplab_video.export import tflite_ops
-from deeplab_video.post_processing import mask_merging, panoptic_inference
+from deeplab_video.post_processing import mask_merging, op_set, panoptic_inference
 from deeplab_video.protos import evaluator_pb2
-
-_ORIGINAL_BINCOUNT = tf.math.bincount
 
 
 def _random_masks(num_pixels: int, num_masks: int, seed: int) -> np.ndarray:
@@ -19,50 +18,49 @@ def _random_masks(num_pixels: int, num_masks: int, seed: int) -> np.ndarray:
     return patterns[rng.integers(0, len(patterns), num_pixels)]
 
 
-def test_histogram_counts_as_bincount_and_drops_values_past_the_last_bin():
+def test_the_switch_holds_only_inside_the_block_and_only_in_its_thread():
+    seen_elsewhere = []
+    assert not op_set.builtin_only()
+    with op_set.tflite_builtin_ops():
+        assert op_set.builtin_only() and op_set.count_dtype() == tf.float32
+        thread = threading.Thread(target=lambda: seen_elsewhere.append(op_set.builtin_only()))
+        thread.start()
+        thread.join()
+    assert not op_set.builtin_only() and op_set.count_dtype() == tf.float64
+    assert seen_elsewhere == [False]
+
+
+@pytest.mark.parametrize("dtype", [tf.int32, tf.float32])
+def test_histogram_counts_alike_and_drops_values_past_the_last_bin(dtype):
     values = tf.constant(np.random.default_rng(0).integers(0, 12, (3, 50)), tf.int32)
-    for size in (12, 9):  # 9: values 9..11 fall outside, as bincount's maxlength drops them
-        np.testing.assert_array_equal(
-            tflite_ops.histogram(values, minlength=size, maxlength=size),
-            _ORIGINAL_BINCOUNT(values, minlength=size, maxlength=size, dtype=tf.int32),
-        )
-    size = tf.constant(12)
+    for num_bins in (12, 9, tf.constant(12)):  # 9: values 9..11 fall outside
+        expected = op_set.histogram(values, num_bins, dtype)
+        with op_set.tflite_builtin_ops():
+            actual = op_set.histogram(values, num_bins, dtype)
+        assert actual.dtype == expected.dtype == dtype
+        np.testing.assert_array_equal(actual, expected)
     np.testing.assert_array_equal(
-        tflite_ops.histogram(values, minlength=size, maxlength=size, dtype=tf.float32),
-        _ORIGINAL_BINCOUNT(values, minlength=12, maxlength=12, dtype=tf.float32),
+        op_set.histogram(values, 9), np.bincount(values.numpy().ravel(), minlength=12)[:9]
     )
 
 
-@pytest.mark.parametrize(
-    "kwargs",
-    [
-        {"minlength": 4},
-        {"minlength": 4, "maxlength": 5},
-        {"minlength": 4, "maxlength": 4, "weights": tf.ones([3])},
-        {"minlength": 4, "maxlength": 4, "axis": -1},
-    ],
-)
-def test_histogram_rejects_other_bincount_calls(kwargs):
-    with pytest.raises(ValueError, match="minlength=n"):
-        tflite_ops.histogram(tf.constant([0, 1, 2]), **kwargs)
-
-
 @pytest.mark.parametrize("num_masks, max_masks", [(0, 16), (5, 16), (30, 40), (48, 48)])
-def test_mask_sets_and_areas_equal_mask_merging(num_masks, max_masks):
+def test_mask_sets_and_areas_of_builtin_ops_equal_the_originals(num_masks, max_masks):
     on = tf.constant(_random_masks(500, num_masks, seed=num_masks))
     expected = mask_merging.mask_sets(on, max_masks)
-    actual = tflite_ops.mask_sets(on, max_masks)
+    with op_set.tflite_builtin_ops():
+        actual = mask_merging.mask_sets(on, max_masks)
     np.testing.assert_array_equal(actual.set_of_pixel, expected.set_of_pixel)
     np.testing.assert_array_equal(actual.contains, expected.contains)
     np.testing.assert_array_equal(actual.counts, expected.counts)
-    assert actual.counts.dtype == tf.float32
+    assert (actual.counts.dtype, expected.counts.dtype) == (tf.float32, tf.float64)
     ids = (
         tf.range(num_masks) * 2 % max_masks if num_masks <= max_masks // 2 else tf.range(num_masks)
     )
     probs = tf.random.stateless_uniform([500, num_masks], seed=[1, 2])
     masks = mask_merging.ConfidentMasks(ids=ids, on=on, probs=probs)
     for a, b in zip(
-        tflite_ops.mask_area_and_confidence(masks, actual, max_masks),
+        mask_merging.mask_area_and_confidence(masks, actual, max_masks),
         mask_merging.mask_area_and_confidence(masks, expected, max_masks),
         strict=True,
     ):
@@ -70,7 +68,7 @@ def test_mask_sets_and_areas_equal_mask_merging(num_masks, max_masks):
 
 
 @pytest.mark.parametrize("mode", ["maskwise", "pixelwise", "pixelwise_official"])
-def test_panoptic_inference_with_the_stand_ins_equals_without(mode):
+def test_panoptic_inference_of_builtin_ops_equals_the_original(mode):
     options = evaluator_pb2.PostProcessingOptions(
         mode=mode, class_threshold_thing=0.0, class_threshold_stuff=0.0, overlap_threshold=0.0
     )
@@ -91,9 +89,8 @@ def test_panoptic_inference_with_the_stand_ins_equals_without(mode):
         return function(), ops
 
     expected, original_ops = run()
-    with tflite_ops.builtin_substitutes():
+    with op_set.tflite_builtin_ops():
         actual, ops = run()
-    assert tf.math.bincount is _ORIGINAL_BINCOUNT  # restored after the block
     assert "DenseBincount" in original_ops and "DenseBincount" not in ops
     assert not {"UniqueWithCounts", "LeftShift", "BitwiseAnd"} & ops
     assert int(expected.num_objects) > 0
