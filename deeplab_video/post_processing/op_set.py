@@ -47,11 +47,6 @@ def builtin_only() -> bool:
     return _BUILTIN_ONLY.get()
 
 
-def count_dtype() -> tf.DType:
-    """The dtype of pixel counts: float64, or float32 under `tflite_builtin_ops`."""
-    return tf.float32 if builtin_only() else tf.float64
-
-
 def histogram(values: tf.Tensor, num_bins: int | tf.Tensor, dtype: tf.DType = tf.int32):
     """How often each of 0 .. num_bins - 1 occurs in `values`.
 
