@@ -27,6 +27,7 @@ from deeplab_video.model import builder, pretrained
 from deeplab_video.post_processing import tracking, video_tracker
 from deeplab_video.protos import config_pb2
 from tests import conftest
+from tests.export import tflite_fixtures
 
 CONFIG = conftest.CONFIG_DIR / "synthetic" / "tiny_near_online.textproto"
 RUNNER_FILE = pathlib.Path(saved_model_runner.__file__)
@@ -89,33 +90,12 @@ np.savez(outputs_file, **results)
 
 
 def _options() -> config_pb2.ExperimentOptions:
-    options = config.load_config(CONFIG)
-    post_processing = options.evaluator_options.post_processing
-    post_processing.class_threshold_thing = 0.0
-    post_processing.class_threshold_stuff = 0.0
-    post_processing.mask_threshold = 0.05
-    post_processing.overlap_threshold = 0.0
+    options = tflite_fixtures.keep_every_object(config.load_config(CONFIG))
     options.evaluator_options.stitching.output_frames = "aligned_clips"
     memory = options.evaluator_options.memory_buffer
     memory.new_object_insertion = "when_no_candidates"
     memory.embedding_output = "mask_embeddings"
     return options
-
-
-def _favour_things(model) -> None:
-    """Biases the class head towards the thing classes, so every query is a thing object
-    (the untrained network would make stuff or things at random)."""
-    head = model.checkpoint_items["prediction_head"]
-    (bias,) = [v for v in head.variables if "transformer_class_head" in v.name and "bias" in v.name]
-    thing_ids = list(synthetic.DESCRIPTOR.thing_ids)
-    bias.assign(tf.tensor_scatter_nd_update(bias, [[i] for i in thing_ids], [4.0] * len(thing_ids)))
-
-
-def _video(num_frames: int, size: tuple[int, int], seed: int = 0) -> np.ndarray:
-    sequence = synthetic.generate_sequence(
-        np.random.default_rng(seed), "0000", num_frames, *size, max_objects=3, crossing=False
-    )
-    return sequence.images
 
 
 @pytest.fixture(scope="module")
@@ -124,7 +104,7 @@ def exported(tmp_path_factory):
     options = _options()
     tf_keras.utils.set_random_seed(0)
     model = builder.build_model(options, inference_only=True)
-    _favour_things(model)
+    tflite_fixtures.favour_things(model)
     model_dir = tmp_path_factory.mktemp("model_dir")
     tf.train.Checkpoint(**model.checkpoint_items).save(str(model_dir / "ckpt"))
     export_dir = tmp_path_factory.mktemp("export") / "saved_model"
@@ -139,9 +119,9 @@ def fresh_process(exported, tmp_path_factory):
     _, _, export_dir = exported
     folder = tmp_path_factory.mktemp("fresh_process")
     inputs = {
-        "clip": _video(2, SIZE)[np.newaxis],
-        "odd_clip": _video(2, ODD_SIZE, seed=1)[np.newaxis],
-        "video": _video(NUM_FRAMES, ODD_SIZE, seed=2),
+        "clip": tflite_fixtures.video(2, SIZE)[np.newaxis],
+        "odd_clip": tflite_fixtures.video(2, ODD_SIZE, seed=1)[np.newaxis],
+        "video": tflite_fixtures.video(NUM_FRAMES, ODD_SIZE, seed=2),
     }
     np.savez(folder / "inputs.npz", **inputs)
     (folder / "script.py").write_text(_FRESH_PROCESS_SCRIPT, encoding="utf-8")
@@ -278,9 +258,10 @@ def test_segment_clip_rejects_bad_frames_saying_what_it_expects(loaded, frames, 
 
 def test_track_rejects_a_state_of_another_frame_size(loaded):
     segment, track = loaded.signatures["segment_clip"], loaded.signatures["track"]
-    first = track(**loaded.signatures["initial_state"](), **segment(frames=_video(2, SIZE)[None]))
+    clip = segment(frames=tflite_fixtures.video(2, SIZE)[None])
+    first = track(**loaded.signatures["initial_state"](), **clip)
     state = {name: first[name] for name in serving_module.STATE_NAMES}
-    other_size = segment(frames=_video(2, ODD_SIZE)[None])
+    other_size = segment(frames=tflite_fixtures.video(2, ODD_SIZE)[None])
     with pytest.raises(tf.errors.InvalidArgumentError, match="frames of another size"):
         track(**state, **other_size)
 
@@ -310,7 +291,7 @@ def test_a_client_built_initial_state_tracks_like_initial_state(loaded):
     for name, value in built.items():
         if name != "previous_frame":
             np.testing.assert_array_equal(initial[name], value, err_msg=name)
-    segmented = signatures["segment_clip"](frames=_video(2, SIZE)[None])
+    segmented = signatures["segment_clip"](frames=tflite_fixtures.video(2, SIZE)[None])
     expected = signatures["track"](**initial, **segmented)
     actual = signatures["track"](**{name: tf.constant(v) for name, v in built.items()}, **segmented)
     for name, value in expected.items():

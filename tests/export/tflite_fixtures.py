@@ -27,9 +27,8 @@ MASK_SHARPNESS = 300.0
 DESCRIPTOR = datasets.SYNTHETIC
 
 
-def options() -> config_pb2.ExperimentOptions:
-    """The tiny online experiment with thresholds that keep the fresh network's objects."""
-    opts = config.load_config(ONLINE)
+def keep_every_object(opts: config_pb2.ExperimentOptions) -> config_pb2.ExperimentOptions:
+    """Sets thresholds that keep the fresh network's objects; returns `opts`."""
     post_processing = opts.evaluator_options.post_processing
     post_processing.class_threshold_thing = 0.0
     post_processing.class_threshold_stuff = 0.0
@@ -38,14 +37,26 @@ def options() -> config_pb2.ExperimentOptions:
     return opts
 
 
-def reference_model(opts: config_pb2.ExperimentOptions) -> tf_keras.Model:
-    """The inference network with the test weights (see the module docstring)."""
-    tf_keras.utils.set_random_seed(0)
-    model = builder.build_model(opts, inference_only=True)
+def options() -> config_pb2.ExperimentOptions:
+    """The tiny online experiment with thresholds that keep the fresh network's objects."""
+    return keep_every_object(config.load_config(ONLINE))
+
+
+def favour_things(model: tf_keras.Model) -> None:
+    """Biases the class head towards the thing classes, so that every query is a thing
+    object (the untrained network would make stuff or things at random)."""
     head = model.checkpoint_items["prediction_head"]
     (bias,) = [v for v in head.variables if "transformer_class_head" in v.name and "bias" in v.name]
     thing_ids = [[i] for i in DESCRIPTOR.thing_ids]
     bias.assign(tf.tensor_scatter_nd_update(bias, thing_ids, [4.0] * len(thing_ids)))
+
+
+def reference_model(opts: config_pb2.ExperimentOptions) -> tf_keras.Model:
+    """The inference network with the test weights (see the module docstring)."""
+    tf_keras.utils.set_random_seed(0)
+    model = builder.build_model(opts, inference_only=True)
+    favour_things(model)
+    head = model.checkpoint_items["prediction_head"]
     (gamma,) = [v for v in head.variables if "pixel_space_mask_batch_norm/gamma" in v.name]
     gamma.assign(gamma * MASK_SHARPNESS)
     return model
