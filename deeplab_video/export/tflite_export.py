@@ -34,6 +34,7 @@ import os
 import re
 import tempfile
 
+import flatbuffers
 import tensorflow as tf
 from absl import logging
 
@@ -98,6 +99,51 @@ def _converter(
     return converter
 
 
+# Builtin options that name subgraphs (control flow), by their index fields.
+_SUBGRAPH_INDEX_FIELDS = (
+    "thenSubgraphIndex",
+    "elseSubgraphIndex",
+    "condSubgraphIndex",
+    "bodySubgraphIndex",
+    "initSubgraphIndex",
+)
+
+
+def primary_subgraph_first(model_content: bytes, signature: str) -> bytes:
+    """The same model with `signature`'s subgraph moved to index 0.
+
+    The converter orders the signatures' subgraphs by name (initial_state first), and
+    LiteRT applies its default XNNPACK delegate to subgraph 0 only: without the move,
+    segment_clip's network ran on the builtin kernels, ~6x slower (ResNet-50 at
+    385x1249: 6.7 s against 1.4 s per frame). Every subgraph index in the model (the
+    signatures', and those of IF, WHILE and CALL_ONCE ops) is renumbered.
+
+    Args:
+      model_content: a TFLite flatbuffer.
+      signature: the signature whose subgraph goes first.
+    """
+    model = tflite_runner.flatbuffer_schema().ModelT.InitFromPackedBuf(model_content, 0)
+    (first,) = [
+        definition.subgraphIndex
+        for definition in model.signatureDefs
+        if definition.signatureKey.decode() == signature
+    ]
+    order = [first] + [index for index in range(len(model.subgraphs)) if index != first]
+    renumbered = {old: new for new, old in enumerate(order)}
+    model.subgraphs = [model.subgraphs[index] for index in order]
+    for definition in model.signatureDefs:
+        definition.subgraphIndex = renumbered[definition.subgraphIndex]
+    for subgraph in model.subgraphs:
+        for operator in subgraph.operators:
+            for field in _SUBGRAPH_INDEX_FIELDS:
+                if hasattr(operator.builtinOptions, field):
+                    index = getattr(operator.builtinOptions, field)
+                    setattr(operator.builtinOptions, field, renumbered[index])
+    builder = flatbuffers.Builder(len(model_content) + 2**20)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
 def non_builtin_ops(model_content: bytes) -> list[str]:
     """The TensorFlow ops a TFLite model runs through the Flex delegate (sorted names)."""
     return tflite_runner.non_builtin_ops(model_content)
@@ -157,6 +203,7 @@ def export_tflite(
                 f"{', '.join(unsupported)}; export with select_tf_ops=True for an "
                 f"interpreter with the Flex delegate."
             ) from None
+    content = primary_subgraph_first(content, serving_module.SEGMENT_CLIP)
     fallback = non_builtin_ops(content)
     if fallback:
         logging.warning(

@@ -44,17 +44,22 @@ class FramePrediction:
     panoptic: np.ndarray
 
 
+def flatbuffer_schema():
+    """The TFLite flatbuffer schema module (ai-edge-litert's, else TensorFlow's)."""
+    try:
+        from ai_edge_litert import schema_py_generated as schema
+    except ImportError:
+        from tensorflow.lite.python import schema_py_generated as schema
+    return schema
+
+
 def non_builtin_ops(model_content: bytes) -> list[str]:
     """The TensorFlow ops a TFLite model runs through the Flex delegate (sorted names).
 
     Args:
       model_content: the flatbuffer's bytes.
     """
-    try:
-        from ai_edge_litert import schema_py_generated as schema
-    except ImportError:
-        from tensorflow.lite.python import schema_py_generated as schema
-    model = schema.Model.GetRootAs(model_content, 0)
+    model = flatbuffer_schema().Model.GetRootAs(model_content, 0)
     names = set()
     for index in range(model.OperatorCodesLength()):
         custom = model.OperatorCodes(index).CustomCode()

@@ -18,7 +18,7 @@ import tensorflow as tf
 from deeplab_video.post_processing import op_set
 
 # Logit given to class-unconfident queries in pixel-wise mode (DeepLab2's constant).
-_MASKED_LOGIT = -99999.0
+MASKED_LOGIT = -99999.0
 # Mask-set keys are built 24 bits at a time: float32 matmuls sum powers of two exactly
 # below 2**24.
 _BITS_PER_WORD = 24
@@ -258,7 +258,7 @@ def pixelwise_owner(
       int32 [num_pixels]: rank of the owning query, num_queries for void.
     """
     num_queries = logits.shape[-1]
-    masked = tf.where(confident[tf.newaxis, :], logits, _MASKED_LOGIT)
+    masked = tf.where(confident[tf.newaxis, :], logits, MASKED_LOGIT)
     best = tf.argmax(masked, axis=1, output_type=tf.int32)
     best_overall = tf.argmax(logits, axis=1, output_type=tf.int32)
     probability = tf.exp(tf.reduce_max(masked, axis=1) - tf.reduce_logsumexp(masked, axis=1))
@@ -309,4 +309,6 @@ def official_pixelwise_owner(
         owner = rank[0] if uniform_wins else tf.constant(num_queries, tf.int32)
         return tf.fill(tf.shape(kept_logits)[:1], owner)
 
+    if ids.shape[0]:  # Statically known to hold queries: no tf.cond.
+        return assigned()
     return tf.cond(tf.size(ids) > 0, assigned, none_kept)

@@ -15,6 +15,9 @@ Functions traced inside `tflite_builtin_ops()` take variants built from TFLite b
 that give the same values: a histogram from unsorted_segment_sum, mask sets from the same
 chain of `unique` calls with shifts written as products, and pixel counts in float32,
 exact below MAX_CLIP_PIXELS pixels per clip (the TFLite export checks its frame size).
+Under the switch, panoptic inference also takes one path without tf.cond: LiteRT's
+XNNPACK delegate fails to prepare IF ops whose outputs have run-time shapes.
+
 The switch is a context variable read while tracing, so one thread's export never
 changes what another thread traces; the SavedModel and the Python runner keep the
 faster ops.

@@ -267,6 +267,10 @@ def _maskwise_masks(
         )
         return masks._replace(on=masks.on & queries.kept[tf.newaxis, :])
 
+    if op_set.builtin_only():
+        # One path without tf.cond: LiteRT's XNNPACK delegate fails to prepare a graph
+        # whose IF ops give run-time shapes (invoke raises when no query is kept).
+        return all_queries()
     return tf.cond(2 * tf.size(ids) > num_queries, all_queries, kept_only)
 
 
@@ -312,11 +316,16 @@ def _merge(
             flat_logits, queries.kept, queries.area_limit, rank, options.pixel_confidence_threshold
         )
     else:
+        if op_set.builtin_only():  # All queries, the others masked: no tf.cond (see above).
+            merged = _logits_on_output(mask_logits, geometry) if at_input else mask_logits
+            ids = tf.range(num_queries)
+            kept_logits = tf.where(
+                queries.kept, tf.reshape(merged, [-1, num_queries]), mask_merging.MASKED_LOGIT
+            )
+        else:
+            kept_logits = _kept_logits_on_output(mask_logits, ids, geometry, at_input)
         owner = mask_merging.official_pixelwise_owner(
-            _kept_logits_on_output(mask_logits, ids, geometry, at_input),
-            ids,
-            rank,
-            options.class_threshold_thing,
+            kept_logits, ids, rank, options.class_threshold_thing
         )
     owner = tf.reshape(owner, merge_shape)
     if not at_input:

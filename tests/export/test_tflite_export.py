@@ -116,6 +116,56 @@ def test_the_model_has_builtin_ops_only(exported_tflite):
     assert tflite_export.non_builtin_ops(exported_tflite.model_path.read_bytes()) == []
 
 
+def test_segment_clip_is_the_primary_subgraph(exported_tflite):
+    """LiteRT delegates subgraph 0 to XNNPACK; the converter would put initial_state there."""
+    model = tflite_runner.flatbuffer_schema().Model.GetRootAs(
+        exported_tflite.model_path.read_bytes(), 0
+    )
+    subgraphs = {
+        model.SignatureDefs(i).SignatureKey().decode(): model.SignatureDefs(i).SubgraphIndex()
+        for i in range(model.SignatureDefsLength())
+    }
+    assert subgraphs[serving_module.SEGMENT_CLIP] == 0
+    assert sorted(subgraphs.values()) == [0, 1, 2]
+
+
+class _ControlFlow(tf.Module):
+    """Three signatures, two with control flow (IF, WHILE) in their own subgraphs."""
+
+    @tf.function(input_signature=[tf.TensorSpec([3], tf.float32)])
+    def branch(self, x):
+        return {"y": tf.cond(tf.reduce_sum(x) > 0, lambda: x * 2.0, lambda: x - 1.0)}
+
+    @tf.function(input_signature=[tf.TensorSpec([], tf.int32)])
+    def loop(self, n):
+        return {"total": tf.while_loop(lambda i, t: i < n, lambda i, t: (i + 1, t + i), (0, 0))[1]}
+
+    @tf.function(input_signature=[])
+    def constant(self):
+        return {"c": tf.constant([1.0, 2.0])}
+
+
+@pytest.mark.parametrize("first", ["branch", "loop", "constant"])
+def test_primary_subgraph_first_renumbers_signatures_and_control_flow(tmp_path, first):
+    module = _ControlFlow()
+    signatures = {name: getattr(module, name) for name in ("branch", "loop", "constant")}
+    tf.saved_model.save(module, str(tmp_path), signatures=signatures)
+    content = tf.lite.TFLiteConverter.from_saved_model(str(tmp_path), list(signatures)).convert()
+    moved = tflite_export.primary_subgraph_first(content, first)
+    runs = {
+        "branch": [{"x": np.array([1.0, 2.0, 3.0], np.float32)}, {"x": -np.ones(3, np.float32)}],
+        "loop": [{"n": np.array(5, np.int32)}],
+        "constant": [{}],
+    }
+    before, after = (tflite_runner.make_interpreter(c) for c in (content, moved))
+    assert after.get_signature_runner(first)._subgraph_index == 0
+    for name, inputs in runs.items():
+        for kwargs in inputs:
+            expected = before.get_signature_runner(name)(**kwargs)
+            actual = after.get_signature_runner(name)(**kwargs)
+            tf.nest.map_structure(np.testing.assert_array_equal, actual, expected)
+
+
 @pytest.mark.parametrize(
     "config_file, frame_size, quantization, message",
     [
