@@ -19,6 +19,17 @@ from tests.export import tflite_fixtures
 from tests.model import deeplab2_files
 
 
+def _run_infer(*args: str) -> subprocess.CompletedProcess:
+    """Runs deeplab-video-infer with `args` in a fresh process from the repository root."""
+    return subprocess.run(
+        [sys.executable, "-m", "deeplab_video.inference.infer", *args],
+        cwd=conftest.REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
 @pytest.mark.slow
 def test_coco_config_with_a_deeplab2_checkpoint_on_an_h264_clip(tmp_path):
     # The COCO config's network at the tiny model's widths, with weights in DeepLab2's
@@ -32,20 +43,11 @@ def test_coco_config_with_a_deeplab2_checkpoint_on_an_h264_clip(tmp_path):
     rng = np.random.default_rng(0)
     video = tmp_path / "street.mp4"
     video_fixtures.write_h264(video, [rng.integers(0, 255, (40, 58, 3), np.uint8)] * 5)
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "deeplab_video.inference.infer",
-            f"--config_file={config_file}",
-            f"--checkpoint={tmp_path / 'dl2'}",
-            f"--input={video}",
-            f"--output_dir={tmp_path / 'out'}",
-        ],
-        cwd=conftest.REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
+    result = _run_infer(
+        f"--config_file={config_file}",
+        f"--checkpoint={tmp_path / 'dl2'}",
+        f"--input={video}",
+        f"--output_dir={tmp_path / 'out'}",
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "DeepLab2 kMaX-DeepLab checkpoint" in result.stderr
@@ -84,20 +86,11 @@ def test_a_tflite_export_on_a_video_of_another_size(tmp_path):
     )
     video = tmp_path / "street.mp4"
     video_fixtures.write_h264(video, list(tflite_fixtures.video(5, (40, 58))))
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "deeplab_video.inference.infer",
-            f"--tflite={model_path}",
-            "--dataset=synthetic",
-            f"--input={video}",
-            f"--output_dir={tmp_path / 'out'}",
-        ],
-        cwd=conftest.REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
+    result = _run_infer(
+        f"--tflite={model_path}",
+        "--dataset=synthetic",
+        f"--input={video}",
+        f"--output_dir={tmp_path / 'out'}",
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "resized to the model's 32x48" in result.stderr
