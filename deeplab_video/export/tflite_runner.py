@@ -124,8 +124,9 @@ def resize_bilinear(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     right = np.minimum(left + 1, frame.shape[1] - 1)
     dy = (rows - top)[:, np.newaxis, np.newaxis]
     dx = (cols - left)[np.newaxis, :, np.newaxis]
-    upper = pixels[top][:, left] * (1 - dx) + pixels[top][:, right] * dx
-    lower = pixels[bottom][:, left] * (1 - dx) + pixels[bottom][:, right] * dx
+    top_rows, bottom_rows = pixels[top], pixels[bottom]
+    upper = top_rows[:, left] * (1 - dx) + top_rows[:, right] * dx
+    lower = bottom_rows[:, left] * (1 - dx) + bottom_rows[:, right] * dx
     return np.clip(np.rint(upper * (1 - dy) + lower * dy), 0, 255).astype(np.uint8)
 
 

@@ -171,12 +171,11 @@ def run_inference(
         info.num_frames,
         info.fps,
     )
-    if saved_model or tflite:
-        runner = (
-            saved_model_runner.SavedModelVideoRunner(saved_model)
-            if saved_model
-            else tflite_runner.TFLiteVideoRunner(tflite)
-        )
+    if saved_model:
+        runner = saved_model_runner.SavedModelVideoRunner(saved_model)
+        descriptor = datasets.get_descriptor(dataset)
+    elif tflite:
+        runner = tflite_runner.TFLiteVideoRunner(tflite)
         descriptor = datasets.get_descriptor(dataset)
     else:
         options = config.load_config(config_file)

@@ -293,7 +293,8 @@ def _merge(
         merge_shape = tf.concat([tf.shape(mask_logits)[:1], geometry.output], axis=0)
     else:
         merge_shape = tf.shape(mask_logits)[:3]
-    if options.mode != "pixelwise_official":  # These need every query's logits.
+    # Every query's logits: the other modes' softmax, and the one-path TFLite trace.
+    if options.mode != "pixelwise_official" or op_set.builtin_only():
         merged = _logits_on_output(mask_logits, geometry) if at_input else mask_logits
         flat_logits = tf.reshape(merged, [-1, num_queries])
     if options.mode == "maskwise":
@@ -315,17 +316,19 @@ def _merge(
         owner = mask_merging.pixelwise_owner(
             flat_logits, queries.kept, queries.area_limit, rank, options.pixel_confidence_threshold
         )
-    else:
-        if op_set.builtin_only():  # All queries, the others masked: no tf.cond (see above).
-            merged = _logits_on_output(mask_logits, geometry) if at_input else mask_logits
-            ids = tf.range(num_queries)
-            kept_logits = tf.where(
-                queries.kept, tf.reshape(merged, [-1, num_queries]), mask_merging.MASKED_LOGIT
-            )
-        else:
-            kept_logits = _kept_logits_on_output(mask_logits, ids, geometry, at_input)
+    elif op_set.builtin_only():  # All queries, the others masked: no tf.cond.
         owner = mask_merging.official_pixelwise_owner(
-            kept_logits, ids, rank, options.class_threshold_thing
+            tf.where(queries.kept, flat_logits, mask_merging.MASKED_LOGIT),
+            tf.range(num_queries),
+            rank,
+            options.class_threshold_thing,
+        )
+    else:
+        owner = mask_merging.official_pixelwise_owner(
+            _kept_logits_on_output(mask_logits, ids, geometry, at_input),
+            ids,
+            rank,
+            options.class_threshold_thing,
         )
     owner = tf.reshape(owner, merge_shape)
     if not at_input:
