@@ -3,7 +3,8 @@
 #   bash run.sh main    install, then the main job (synthetic data -> train -> evaluate)
 #   bash run.sh test    install, then the test suite (extra arguments go to pytest)
 # The virtual environment lives in .venv (override with DEEPLAB_VIDEO_VENV); it is
-# (re)installed from the pinned requirements.txt whenever that file or setup.py changes.
+# (re)installed from the pinned requirements.txt whenever that file, setup.py or the C
+# kernel source changes.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -15,7 +16,7 @@ install() {
     "$python" -m venv "$venv"
   fi
   local stamp
-  stamp="$venv/.installed-$(cat requirements.txt setup.py | sha256sum | cut -c1-16)"
+  stamp="$venv/.installed-$(cat requirements.txt setup.py deeplab_video/post_processing/*.c | sha256sum | cut -c1-16)"
   if [ ! -f "$stamp" ]; then
     echo "Installing pinned dependencies into $venv (a few minutes on a new machine)..."
     "$venv/bin/pip" install --quiet --disable-pip-version-check -r requirements.txt

@@ -18,6 +18,17 @@ INSTALL_REQUIRES = [
 ]
 DEV_REQUIRES = ["av==18.1.0", "grpcio-tools==1.85.1", "pytest==9.2.0", "ruff==0.17.6"]
 
+# The mask-wise merge's fused pixel pass (post_processing/native_merge.py). Optional: where
+# it cannot be built the TensorFlow ops run instead. No FMA contraction: the kernel must
+# round its bilinear resize exactly as TensorFlow's kernel does.
+MASKWISE_KERNEL = setuptools.Extension(
+    "deeplab_video.post_processing._maskwise_kernel",
+    sources=["deeplab_video/post_processing/_maskwise_kernel.c"],
+    extra_compile_args=["-O3", "-ffp-contract=off", "-fno-trapping-math", "-fno-math-errno"],
+    libraries=["pthread"],
+    optional=True,
+)
+
 library_packages = setuptools.find_packages(include=["deeplab_video", "deeplab_video.*"])
 top_level_packages = {"deeplab_video.trainer": "trainer", "deeplab_video.evaluation": "evaluation"}
 
@@ -28,6 +39,7 @@ setuptools.setup(
     python_requires=">=3.10,<3.13",
     packages=library_packages + list(top_level_packages),
     package_dir={"deeplab_video": "deeplab_video", **top_level_packages},
+    ext_modules=[MASKWISE_KERNEL],
     install_requires=INSTALL_REQUIRES,
     extras_require={"dev": DEV_REQUIRES},
     entry_points={

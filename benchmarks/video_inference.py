@@ -11,9 +11,9 @@ For each case the video is segmented and tracked twice:
      write     panoptic PNG, overlay video frame and track records of every frame.
    The SavedModel case times `segment_clip` (network + merge) as one stage.
 2. End to end: `inference/infer_lib.run_inference` as the CLI runs it (its decoding and
-   writing may overlap the model). Its frames/s is the marginal rate between a run of
-   --warmup_frames and a run of --warmup_frames + --frames, so model building and tracing
-   cancel out.
+   writing may overlap the model), on --warmup_frames + --frames frames. Its frames/s is
+   --frames over the time from the warmup-th prediction to the end of the run (all outputs
+   written), so model building and tracing are left out.
 
 Each case prints one JSON record with min and median over --repeats of every figure, and
 the share of time outside the network: 1 - network / staged total, and 1 - network / end
@@ -276,18 +276,26 @@ def _staged_run(stages, video: str, clip_length: int, max_frames: int, writer) -
     return {**clock, "frames": emitted, "objects": objects}
 
 
-def _end_to_end_seconds(video, output_dir, frames, checkpoint, config_file, export_dir, dataset):
-    """Loop seconds of run_inference (the CLI's path) on the first `frames` frames."""
-    summary = infer_lib.run_inference(
+def _end_to_end_seconds(
+    video, output_dir, warmup, frames, checkpoint, config_file, export_dir, dataset
+):
+    """Seconds per frame of run_inference (the CLI's path) after its first `warmup` frames.
+
+    Timed from the moment the warmup-th prediction goes to the writer until the run has
+    returned (every output written), so model building and tracing are left out.
+    """
+    submitted = {}
+    infer_lib.run_inference(
         video,
         output_dir,
         config_file=None if export_dir else config_file,
         checkpoint=None if export_dir else checkpoint,
         saved_model=export_dir,
         dataset=dataset,
-        max_frames=frames,
+        max_frames=warmup + frames,
+        on_prediction=lambda done: submitted.setdefault(done, time.perf_counter()),
     )
-    return summary["seconds"]
+    return (time.perf_counter() - submitted[warmup]) / frames
 
 
 def _summary(values: list[float], scale: float = 1.0, digits: int = 1) -> dict:
@@ -343,19 +351,11 @@ def _run_case(case: str, work_dir: str, output_dir: str) -> dict:
             os.path.join(work_dir, case, "staged"), descriptor, info.fps
         )
         staged.append(_staged_run(stages, video, clip_length, warmup + frames, writer))
-        short = _end_to_end_seconds(
-            video,
-            os.path.join(work_dir, case, "short"),
-            warmup,
-            checkpoint,
-            config_file,
-            export_dir,
-            dataset,
+        end_to_end.append(
+            _end_to_end_seconds(
+                video, case_dir, warmup, frames, checkpoint, config_file, export_dir, dataset
+            )
         )
-        full = _end_to_end_seconds(
-            video, case_dir, warmup + frames, checkpoint, config_file, export_dir, dataset
-        )
-        end_to_end.append((full - short) / frames)
     num_frames = staged[0]["frames"]
     used = [s for s in STAGES + ("network+merge",) if any(run[s] for run in staged)]
     per_stage = {s: [run[s] / run["frames"] for run in staged] for s in used}

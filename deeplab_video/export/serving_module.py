@@ -30,7 +30,13 @@ from collections.abc import Mapping
 import tensorflow as tf
 import tf_keras
 
-from deeplab_video.post_processing import memory_state, panoptic_inference, tracking, video_tracker
+from deeplab_video.post_processing import (
+    memory_state,
+    op_set,
+    panoptic_inference,
+    tracking,
+    video_tracker,
+)
 from deeplab_video.protos import config_pb2
 
 SEGMENT_CLIP = "segment_clip"
@@ -167,7 +173,8 @@ class VideoServingModule(tf.Module):
           num_objects are padding.
         """
         segmenter = self._runner.segmenter
-        clip = segmenter.segment(self._checked_frames(frames)[0])
+        with op_set.graph_ops_only():  # A SavedModel cannot hold a native kernel's call.
+            clip = segmenter.segment(self._checked_frames(frames)[0])
         # Every object row field is [K, ...]; query_indices comes out of a pad of run-time
         # length, so give it its static size for the signature (a reshape, which TFLite
         # has as a builtin op, unlike ensure_shape).

@@ -5,7 +5,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import cv2
 import numpy as np
@@ -145,6 +145,7 @@ def run_inference(
     dataset: str | None = None,
     write_video: bool = True,
     max_frames: int = 0,
+    on_prediction: Callable[[int], None] | None = None,
 ) -> dict:
     """Segments and tracks every frame of a video; see inference/infer.py for the outputs.
 
@@ -158,6 +159,8 @@ def run_inference(
         dataset: descriptor name; defaults to the config's eval dataset.
         write_video: whether overlay.mp4 is written.
         max_frames: stop after this many frames (0 = all).
+        on_prediction: called with the number of frames predicted so far after each
+            frame's prediction is handed to the writer (progress and timing hooks).
 
     Returns:
         A summary dict: frames, tracks, output_dir, seconds, frames_per_second.
@@ -191,6 +194,8 @@ def run_inference(
         for done, prediction in enumerate(runner.stream(frames), start=1):
             writes.submit(prediction.frame_index, prediction.frame, prediction.panoptic)
             _progress(done, total, start)
+            if on_prediction is not None:
+                on_prediction(done)
     summary = writer.close()
     seconds = time.perf_counter() - start
     summary.update(

@@ -165,16 +165,34 @@ def mask_area_and_confidence(
       float32 [num_queries] areas and float32 [num_queries] mask confidences (0 for
       empty masks and for queries that are not class-confident).
     """
+    inside = tf.where(masks.on, masks.probs, 0.0)
+    total = tf.matmul(tf.ones([1, tf.shape(inside)[0]]), inside)[0]
+    return area_and_confidence(sets, masks.ids, total, num_queries)
+
+
+def area_and_confidence(
+    sets: MaskSets, ids: tf.Tensor, probability_sums: tf.Tensor, num_queries: int
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """Areas from the mask sets, and mean probabilities from their sums over the masks.
+
+    Args:
+      sets: the sets of the masks of queries `ids`.
+      ids: int32 [C], the query of each mask.
+      probability_sums: float32 [C], each query's probability summed over its mask.
+      num_queries: N.
+
+    Returns:
+      float32 [N] areas and float32 [N] mask confidences (0 for empty masks and for the
+      queries not in `ids`).
+    """
     area = tf.linalg.matvec(
         tf.cast(sets.contains, sets.counts.dtype), sets.counts, transpose_a=True
     )
     area = tf.cast(area, tf.float32)
-    inside = tf.where(masks.on, masks.probs, 0.0)
-    total = tf.matmul(tf.ones([1, tf.shape(inside)[0]]), inside)[0]
-    index = masks.ids[:, tf.newaxis]
+    index = ids[:, tf.newaxis]
     return (
         tf.scatter_nd(index, area, [num_queries]),
-        tf.scatter_nd(index, tf.math.divide_no_nan(total, area), [num_queries]),
+        tf.scatter_nd(index, tf.math.divide_no_nan(probability_sums, area), [num_queries]),
     )
 
 

@@ -1,4 +1,4 @@
-"""Which TensorFlow ops post-processing traces: the fastest ones, or TFLite builtins only.
+"""Which ops post-processing traces: a native kernel, TensorFlow's fastest, or TFLite builtins.
 
 Three post-processing steps are fastest in TensorFlow with ops that TFLite has no builtin
 kernel for:
@@ -18,9 +18,13 @@ exact below MAX_CLIP_PIXELS pixels per clip (the TFLite export checks its frame 
 Under the switch, panoptic inference also takes one path without tf.cond: LiteRT's
 XNNPACK delegate fails to prepare IF ops whose outputs have run-time shapes.
 
-The switch is a context variable read while tracing, so one thread's export never
-changes what another thread traces; the SavedModel and the Python runner keep the
-faster ops.
+The Python runner may also call a compiled kernel through tf.numpy_function: the
+mask-wise merge's pixel pass (`native_merge`). A SavedModel cannot hold such a call, so
+the serving module traces inside `graph_ops_only()`, and the TFLite export's switch
+implies it too.
+
+The switches are context variables read while tracing, so one thread's export never
+changes what another thread traces; the SavedModel keeps the fastest graph ops.
 """
 
 import contextlib
@@ -33,6 +37,7 @@ import tensorflow as tf
 MAX_CLIP_PIXELS = 2**24
 
 _BUILTIN_ONLY = contextvars.ContextVar("tflite_builtin_ops_only", default=False)
+_GRAPH_ONLY = contextvars.ContextVar("tensorflow_graph_ops_only", default=False)
 
 
 @contextlib.contextmanager
@@ -48,6 +53,21 @@ def tflite_builtin_ops() -> Iterator[None]:
 def builtin_only() -> bool:
     """Whether the code being traced must use TFLite builtin ops only."""
     return _BUILTIN_ONLY.get()
+
+
+@contextlib.contextmanager
+def graph_ops_only() -> Iterator[None]:
+    """Within the block, post-processing traces graph ops only (no native kernel)."""
+    token = _GRAPH_ONLY.set(True)
+    try:
+        yield
+    finally:
+        _GRAPH_ONLY.reset(token)
+
+
+def native_kernels_allowed() -> bool:
+    """Whether the code being traced may call a native kernel (through tf.numpy_function)."""
+    return not (_GRAPH_ONLY.get() or _BUILTIN_ONLY.get())
 
 
 def histogram(values: tf.Tensor, num_bins: int | tf.Tensor, dtype: tf.DType = tf.int32):

@@ -43,12 +43,13 @@ at min/max_resize_value); merge_at_input_resolution=False merges at stride 4 and
 the segment map by nearest neighbour instead.
 """
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import tensorflow as tf
 
 from deeplab_video import config, datasets
-from deeplab_video.post_processing import mask_merging, object_features, op_set
+from deeplab_video.post_processing import mask_merging, native_merge, object_features, op_set
 from deeplab_video.protos import evaluator_pb2
 
 
@@ -274,6 +275,64 @@ def _maskwise_masks(
     return tf.cond(2 * tf.size(ids) > num_queries, all_queries, kept_only)
 
 
+def _native_geometry(geometry: _Geometry) -> tuple[tuple[int, int], tuple[int, int]] | None:
+    """(canvas, image) as ints when the native pixel pass can merge this geometry.
+
+    It crops the image from the canvas but does not resize it to another output size.
+    """
+    sizes = (geometry.canvas, geometry.image)
+    if not all(isinstance(side, int) for size in sizes for side in size):
+        return None
+    return sizes if _same_size(geometry.image, geometry.output) else None
+
+
+def _maskwise_sets(
+    mask_logits: tf.Tensor,
+    every_query_logits: Callable[[], tf.Tensor],
+    ids: tf.Tensor,
+    queries: _Queries,
+    geometry: _Geometry,
+    options: evaluator_pb2.PostProcessingOptions,
+) -> tuple[tf.Tensor, mask_merging.MaskSets, tf.Tensor, tf.Tensor]:
+    """The binary masks' sets, areas and confidences for the mask-wise merge.
+
+    The native pixel pass (`native_merge`) computes them where it can; the TensorFlow ops
+    compute them otherwise, and whenever the pass reports that it cannot.
+
+    Returns:
+      (int32 [C'] the queries of the masks (the confident ones, or all queries with the
+      others' masks empty), their MaskSets, float32 [N] areas, float32 [N] confidences).
+    """
+    num_queries = mask_logits.shape[-1]
+
+    def tensorflow_ops():
+        masks = _maskwise_masks(mask_logits, every_query_logits(), ids, queries, geometry, options)
+        sets = mask_merging.mask_sets(masks.on, num_queries)
+        area, confidence = mask_merging.mask_area_and_confidence(masks, sets, num_queries)
+        return masks.ids, sets, area, confidence
+
+    sizes = _native_geometry(geometry)
+    if not (
+        options.merge_at_input_resolution
+        and sizes
+        and native_merge.usable(num_queries, options.mask_threshold)
+    ):
+        return tensorflow_ops()
+    result = native_merge.pixel_pass(mask_logits, queries.kept, *sizes, options.mask_threshold)
+    undecided = native_merge.decide_undecided(result, queries.kept, options.mask_threshold)
+
+    def native():
+        sets, probability_sums = native_merge.mask_sets(
+            result, undecided, ids, options.mask_threshold
+        )
+        area, confidence = mask_merging.area_and_confidence(
+            sets, ids, probability_sums, num_queries
+        )
+        return ids, sets, area, confidence
+
+    return tf.cond(undecided.valid, native, tensorflow_ops)
+
+
 def _merge(
     mask_logits: tf.Tensor,
     queries: _Queries,
@@ -293,14 +352,16 @@ def _merge(
         merge_shape = tf.concat([tf.shape(mask_logits)[:1], geometry.output], axis=0)
     else:
         merge_shape = tf.shape(mask_logits)[:3]
-    # Every query's logits: the other modes' softmax, and the one-path TFLite trace.
-    if options.mode != "pixelwise_official" or op_set.builtin_only():
+
+    def every_query_logits() -> tf.Tensor:
+        """float32 [num_pixels, N]: every query's logits where merging happens."""
         merged = _logits_on_output(mask_logits, geometry) if at_input else mask_logits
-        flat_logits = tf.reshape(merged, [-1, num_queries])
+        return tf.reshape(merged, [-1, num_queries])
+
     if options.mode == "maskwise":
-        masks = _maskwise_masks(mask_logits, flat_logits, ids, queries, geometry, options)
-        sets = mask_merging.mask_sets(masks.on, num_queries)
-        area, mask_confidence = mask_merging.mask_area_and_confidence(masks, sets, num_queries)
+        mask_ids, sets, area, mask_confidence = _maskwise_sets(
+            mask_logits, every_query_logits, ids, queries, geometry, options
+        )
         ranking = (queries.scores**options.reorder_class_weight) * (
             mask_confidence**options.reorder_mask_weight
         )
@@ -310,15 +371,19 @@ def _merge(
     rank = tf.math.invert_permutation(order)
     if options.mode == "maskwise":
         owner = mask_merging.maskwise_owner(
-            masks.ids, sets, area, queries.area_limit, rank, options.overlap_threshold
+            mask_ids, sets, area, queries.area_limit, rank, options.overlap_threshold
         )
     elif options.mode == "pixelwise":
         owner = mask_merging.pixelwise_owner(
-            flat_logits, queries.kept, queries.area_limit, rank, options.pixel_confidence_threshold
+            every_query_logits(),
+            queries.kept,
+            queries.area_limit,
+            rank,
+            options.pixel_confidence_threshold,
         )
     elif op_set.builtin_only():  # All queries, the others masked: no tf.cond.
         owner = mask_merging.official_pixelwise_owner(
-            tf.where(queries.kept, flat_logits, mask_merging.MASKED_LOGIT),
+            tf.where(queries.kept, every_query_logits(), mask_merging.MASKED_LOGIT),
             tf.range(num_queries),
             rank,
             options.class_threshold_thing,

@@ -304,6 +304,20 @@ def test_export_copies_the_config(exported):
     assert text_format.Parse(text, config_pb2.ExperimentOptions()) == options
 
 
+def test_a_fixed_size_export_calls_no_python(exported):
+    # The Python runner merges with a native kernel through tf.numpy_function where the
+    # frame size is static; a SavedModel cannot hold that call.
+    options, model, _ = exported
+    options = config_pb2.ExperimentOptions.FromString(options.SerializeToString())
+    options.evaluator_options.post_processing.mask_threshold = 0.4  # The kernel's range.
+    module = serving_module.VideoServingModule(model, options, frame_size=SIZE)
+    graph = module.segment_clip.get_concrete_function().graph.as_graph_def()
+    ops = {node.op for node in graph.node}
+    ops.update(node.op for f in graph.library.function for node in f.node_def)
+    assert "ResizeBilinear" in ops
+    assert not {"PyFunc", "PyFuncStateless", "EagerPyFunc"} & ops
+
+
 def test_state_flattening_round_trips():
     state = tracking.initial_state(3, 4, 5)._replace(num_clips=tf.constant(7))
     flat = serving_module.flatten_state(state)
