@@ -18,12 +18,12 @@ INSTALL_REQUIRES = [
 ]
 DEV_REQUIRES = ["av==18.1.0", "grpcio-tools==1.85.1", "pytest==9.2.0", "ruff==0.17.6"]
 
-# The mask-wise merge's fused pixel pass (post_processing/native_merge.py). Optional: where
-# it cannot be built the TensorFlow ops run instead. No FMA contraction: the kernel must
-# round its bilinear resize exactly as TensorFlow's kernel does.
-MASKWISE_KERNEL = setuptools.Extension(
-    "deeplab_video.post_processing._maskwise_kernel",
-    sources=["deeplab_video/post_processing/_maskwise_kernel.c"],
+# Post-processing kernels for the CPU (post_processing/native_merge.py, op_set.lookup).
+# Optional: where they cannot be built the TensorFlow ops run instead. No FMA contraction:
+# the merge kernel must round its bilinear resize exactly as TensorFlow's kernel does.
+NATIVE_KERNELS = setuptools.Extension(
+    "deeplab_video.post_processing._native_kernels",
+    sources=["deeplab_video/post_processing/_native_kernels.c"],
     extra_compile_args=["-O3", "-ffp-contract=off", "-fno-trapping-math", "-fno-math-errno"],
     libraries=["pthread"],
     optional=True,
@@ -39,7 +39,7 @@ setuptools.setup(
     python_requires=">=3.10,<3.13",
     packages=library_packages + list(top_level_packages),
     package_dir={"deeplab_video": "deeplab_video", **top_level_packages},
-    ext_modules=[MASKWISE_KERNEL],
+    ext_modules=[NATIVE_KERNELS],
     install_requires=INSTALL_REQUIRES,
     extras_require={"dev": DEV_REQUIRES},
     entry_points={

@@ -173,7 +173,8 @@ class VideoServingModule(tf.Module):
           num_objects are padding.
         """
         segmenter = self._runner.segmenter
-        with op_set.graph_ops_only():  # A SavedModel cannot hold a native kernel's call.
+        # A SavedModel cannot hold the Python runner's native kernels (tf.numpy_function).
+        with op_set.graph_ops_only():
             clip = segmenter.segment(self._checked_frames(frames)[0])
         # Every object row field is [K, ...]; query_indices comes out of a pad of run-time
         # length, so give it its static size for the signature (a reshape, which TFLite
@@ -227,7 +228,7 @@ class VideoServingModule(tf.Module):
                 frame_size,
             ],
         )
-        with tf.control_dependencies([check]):
+        with tf.control_dependencies([check]), op_set.graph_ops_only():
             new_state, track_ids, panoptic, matching_space = self._runner.track_clip(state, clip)
         outputs = flatten_state(new_state)
         outputs[TRACK_IDS] = track_ids[tf.newaxis]

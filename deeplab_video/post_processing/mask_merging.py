@@ -252,7 +252,7 @@ def maskwise_owner(
         shape_invariants=(tf.TensorShape([None]), tf.TensorShape([])),
         maximum_iterations=num_queries + 1,
     )
-    return tf.gather(owner_rank(keep), sets.set_of_pixel)
+    return op_set.lookup(owner_rank(keep), sets.set_of_pixel)
 
 
 def pixelwise_owner(

@@ -4,7 +4,7 @@ At input resolution the pixel pass of kMaX's mask-wise merge (resize every query
 logits, softmax over the queries, binary masks of the confident queries, the sets of
 masks covering each pixel and their pixel counts, each mask's probability sum) is a
 dozen TensorFlow ops over [num_pixels, num_queries] tensors: ~120 ms for a 720p T = 2
-clip of 16 queries on a 2-core CPU, more than the tiny network. `_maskwise_kernel.c`
+clip of 16 queries on a 2-core CPU, more than the tiny network. `_native_kernels.c`
 does it in one pass over rows that stay in cache, on all cores (~25 ms).
 
 Results equal the TensorFlow ops': the kernel resizes exactly as TensorFlow's CPU
@@ -17,24 +17,17 @@ which the caller takes the TensorFlow ops for the clip.
 A pixel's set of masks is a code: its masks' queries q1 < q2 < ... folded as
 code * (N + 1) + (q + 1). A softmax gives at most floor(1 / mask_threshold) queries a
 probability above the threshold, which bounds the codes; the kernel is used when they
-number at most MAX_CODES. It is built by `pip install` (setup.py); without it, or under
-`op_set.graph_ops_only()` (the SavedModel) or on a machine with a GPU, the TensorFlow
-ops run instead.
+number at most MAX_CODES. It runs where `op_set.native_kernels()` allows (built by
+`pip install`, not in a SavedModel, no GPU); elsewhere the TensorFlow ops run.
 """
 
 import math
-import os
 from typing import NamedTuple
 
 import numpy as np
 import tensorflow as tf
 
 from deeplab_video.post_processing import mask_merging, op_set
-
-try:
-    from deeplab_video.post_processing import _maskwise_kernel
-except ImportError:  # A source tree without the built extension: TensorFlow ops only.
-    _maskwise_kernel = None
 
 # Largest number of set codes ((N + 1) ** max_masks) the kernel counts in a dense table.
 MAX_CODES = 2**22
@@ -49,19 +42,12 @@ def max_masks_per_pixel(mask_threshold: float) -> int:
 
 
 def usable(num_queries: int, mask_threshold: float) -> bool:
-    """Whether the kernel is built, allowed in this trace, and bounds these codes."""
-    if _maskwise_kernel is None or not op_set.native_kernels_allowed():
-        return False
-    if tf.config.list_physical_devices("GPU"):
+    """Whether the kernel may run in this trace (`op_set.native_kernels`) and bounds these
+    codes."""
+    if op_set.native_kernels() is None:
         return False
     max_masks = max_masks_per_pixel(mask_threshold)
     return 0 < max_masks and (num_queries + 1) ** max_masks <= MAX_CODES
-
-
-def _num_threads() -> int:
-    """TensorFlow's intra-op thread count if set, else the cores this process may use."""
-    configured = tf.config.threading.get_intra_op_parallelism_threads()
-    return configured or len(os.sched_getaffinity(0))
 
 
 class PixelPass(NamedTuple):
@@ -99,7 +85,7 @@ def _run_kernel(
     prob_sums = np.empty(num_queries, np.float64)
     pixels = np.empty(UNDECIDED_CAPACITY, np.int32)
     undecided = np.empty((UNDECIDED_CAPACITY, num_queries), np.float32)
-    status = _maskwise_kernel.maskwise_pixels(
+    status = op_set.native_kernels().maskwise_pixels(
         np.ascontiguousarray(logits, np.float32),
         np.ascontiguousarray(kept, np.uint8),
         num_frames,
@@ -110,7 +96,7 @@ def _run_kernel(
         *image,
         mask_threshold,
         max_masks,
-        _num_threads(),
+        op_set.native_threads(),
         codes,
         counts,
         prob_sums,
@@ -240,6 +226,6 @@ def mask_sets(
     sets = mask_merging.MaskSets(
         contains=_decode_sets(set_codes, ids, num_queries, max_masks),
         counts=tf.cast(tf.gather(counts, set_codes), tf.float64),
-        set_of_pixel=tf.gather(set_index, codes),
+        set_of_pixel=op_set.lookup(set_index, codes),
     )
     return sets, tf.cast(tf.gather(prob_sums, ids), tf.float32)

@@ -18,10 +18,12 @@ exact below MAX_CLIP_PIXELS pixels per clip (the TFLite export checks its frame 
 Under the switch, panoptic inference also takes one path without tf.cond: LiteRT's
 XNNPACK delegate fails to prepare IF ops whose outputs have run-time shapes.
 
-The Python runner may also call a compiled kernel through tf.numpy_function: the
-mask-wise merge's pixel pass (`native_merge`). A SavedModel cannot hold such a call, so
-the serving module traces inside `graph_ops_only()`, and the TFLite export's switch
-implies it too.
+The Python runner may also call compiled kernels (`_native_kernels.c`, built by `pip
+install`) through tf.numpy_function on a CPU-only machine: the mask-wise merge's pixel
+pass (`native_merge`) and `lookup`, a gather of int32 tables on all cores (TensorFlow's
+CPU gather copies one element at a time: ~5 ms for a 720p T = 2 clip against ~1 ms).
+A SavedModel cannot hold such a call, so the serving module traces inside
+`graph_ops_only()`, and the TFLite export's switch implies it too.
 
 The switches are context variables read while tracing, so one thread's export never
 changes what another thread traces; the SavedModel keeps the fastest graph ops.
@@ -29,9 +31,17 @@ changes what another thread traces; the SavedModel keeps the fastest graph ops.
 
 import contextlib
 import contextvars
+import os
+import types
 from collections.abc import Iterator
 
+import numpy as np
 import tensorflow as tf
+
+try:
+    from deeplab_video.post_processing import _native_kernels
+except ImportError:  # A source tree without the built extension: TensorFlow ops only.
+    _native_kernels = None
 
 # float32 counts pixels exactly below this many pixels per clip.
 MAX_CLIP_PIXELS = 2**24
@@ -65,9 +75,52 @@ def graph_ops_only() -> Iterator[None]:
         _GRAPH_ONLY.reset(token)
 
 
-def native_kernels_allowed() -> bool:
-    """Whether the code being traced may call a native kernel (through tf.numpy_function)."""
-    return not (_GRAPH_ONLY.get() or _BUILTIN_ONLY.get())
+def native_kernels() -> types.ModuleType | None:
+    """The compiled kernels, if built and the code being traced may call them.
+
+    They may be called outside `graph_ops_only()` and `tflite_builtin_ops()` on a
+    machine without a GPU (with one, the TensorFlow ops run on it instead).
+    """
+    if _native_kernels is None or _GRAPH_ONLY.get() or _BUILTIN_ONLY.get():
+        return None
+    if tf.config.list_physical_devices("GPU"):
+        return None
+    return _native_kernels
+
+
+def native_threads() -> int:
+    """Threads of a native kernel: TensorFlow's intra-op thread count if set, else the
+    cores this process may use."""
+    configured = tf.config.threading.get_intra_op_parallelism_threads()
+    return configured or len(os.sched_getaffinity(0))
+
+
+def lookup(table: tf.Tensor, index: tf.Tensor) -> tf.Tensor:
+    """table[index]: tf.gather of a 1-D table, by the native kernel where it may run.
+
+    Args:
+      table: int32 [M].
+      index: int32 of any shape, values in [0, M).
+
+    Returns:
+      int32 shaped like `index`.
+
+    Raises:
+      InvalidArgumentError: (at run time) an index lies outside the table.
+    """
+    kernels = native_kernels()
+    if kernels is None:
+        return tf.gather(table, index)
+
+    def run(values: np.ndarray, at: np.ndarray) -> np.ndarray:
+        out = np.empty_like(at)
+        if kernels.lookup(values, at, out, native_threads()):
+            raise ValueError(f"lookup: an index lies outside the table of {values.size}")
+        return out
+
+    index = tf.convert_to_tensor(index, tf.int32)
+    found = tf.numpy_function(run, [table, index], tf.int32, stateful=False)
+    return tf.ensure_shape(found, index.shape)
 
 
 def histogram(values: tf.Tensor, num_bins: int | tf.Tensor, dtype: tf.DType = tf.int32):

@@ -426,8 +426,8 @@ def _object_table(
         void,
         tf.gather(queries.classes, order) * divisor + ranked_local,
     )
-    panoptic = tf.gather(tf.concat([ranked_value, [void]], axis=0), owner)
-    instance_map = tf.gather(tf.concat([ranked_local, [0]], axis=0), owner)
+    panoptic = op_set.lookup(tf.concat([ranked_value, [void]], axis=0), owner)
+    instance_map = op_set.lookup(tf.concat([ranked_local, [0]], axis=0), owner)
 
     num_objects = tf.reduce_sum(tf.cast(ranked_local > 0, tf.int32))
     object_queries = tf.boolean_mask(order, ranked_local > 0)

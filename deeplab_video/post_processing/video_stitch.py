@@ -191,4 +191,4 @@ def relabel(panoptic: tf.Tensor, track_ids: tf.Tensor, label_divisor: int) -> tf
     # Row k moves instance k + 1 to its video id: add (video id - (k + 1)).
     shift = tf.concat([[0], tf.maximum(track_ids, 0) - tf.range(1, tf.size(track_ids) + 1)], 0)
     with tf.control_dependencies([check]):
-        return panoptic + tf.gather(shift, tf.math.floormod(panoptic, label_divisor))
+        return panoptic + op_set.lookup(shift, tf.math.floormod(panoptic, label_divisor))

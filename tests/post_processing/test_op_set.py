@@ -102,3 +102,32 @@ def test_panoptic_inference_of_builtin_ops_equals_the_original(mode, threshold):
     assert not {"If", "StatelessIf"} & ops  # XNNPACK fails on IFs of run-time shapes.
     assert (int(expected.num_objects) > 0) == (threshold < 0.5)
     tf.nest.map_structure(np.testing.assert_array_equal, actual, expected)
+
+
+def _op_types(function) -> set[str]:
+    graph = tf.function(function).get_concrete_function().graph.as_graph_def()
+    ops = {node.op for node in graph.node}
+    ops.update(node.op for f in graph.library.function for node in f.node_def)
+    return ops
+
+
+def test_lookup_equals_gather_natively_and_in_graph_ops():
+    rng = np.random.default_rng(0)
+    table = tf.constant(rng.integers(-(2**31), 2**31 - 1, 300), tf.int32)
+    index = tf.constant(rng.integers(0, 300, (2, 37, 51)), tf.int32)
+    expected = tf.gather(table, index)
+    assert op_set.native_kernels() is not None
+    assert "PyFuncStateless" in _op_types(lambda: op_set.lookup(table, index))
+    np.testing.assert_array_equal(op_set.lookup(table, index), expected)
+    for switch in (op_set.graph_ops_only, op_set.tflite_builtin_ops):
+        with switch():
+            assert op_set.native_kernels() is None
+            assert "PyFuncStateless" not in _op_types(lambda: op_set.lookup(table, index))
+            np.testing.assert_array_equal(op_set.lookup(table, index), expected)
+
+
+@pytest.mark.parametrize("outside", [-1, 300])
+def test_lookup_rejects_an_index_outside_the_table(outside):
+    index = tf.constant([[0, 5], [outside, 2]], tf.int32)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="outside the table of 300"):
+        tf.function(lambda: op_set.lookup(tf.range(300), index))()

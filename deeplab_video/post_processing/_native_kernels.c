@@ -1,4 +1,7 @@
-/* The pixel pass of kMaX's mask-wise merge, fused: resize, softmax, binary masks, sets.
+/* Native kernels of post-processing on the CPU (the Python runner; see native_merge.py).
+ *
+ * maskwise_pixels: the pixel pass of kMaX's mask-wise merge, fused: resize, softmax,
+ * binary masks, sets.
  *
  * For every pixel of a clip at input resolution this computes, in one pass over rows
  * that stay in cache, what `panoptic_inference` otherwise builds from full-resolution
@@ -35,6 +38,12 @@
  *   undecided_logits float32 [capacity, N] out: their resized logits
  * Returns the number of undecided pixels, -1 on non-finite logits or too many masks on a
  * pixel, -2 when more pixels than the capacity are undecided.
+ *
+ * lookup: out[i] = table[index[i]] for int32 arrays, on all cores (TensorFlow's CPU gather
+ * copies one element at a time, ~3 ns each).
+ *
+ * Python: lookup(table, index, out, num_threads) -> int
+ *   Returns 0, or -1 when an index lies outside the table (out is then incomplete).
  */
 
 #define PY_SSIZE_T_CLEAN
@@ -435,13 +444,88 @@ release:
   return NULL;
 }
 
+typedef struct {
+  const int32_t *table, *index;
+  int32_t *out;
+  int64_t table_size, begin, end;
+  int status;
+} LookupWork;
+
+static void *run_lookup(void *argument) {
+  LookupWork *w = (LookupWork *)argument;
+  int bad = 0;
+  for (int64_t i = w->begin; i < w->end; ++i) {
+    const int32_t at = w->index[i];
+    const int inside = (at >= 0) & (at < w->table_size);
+    bad |= !inside;
+    w->out[i] = w->table[inside ? at : 0];
+  }
+  w->status = bad ? -1 : 0;
+  return NULL;
+}
+
+static PyObject *lookup(PyObject *self, PyObject *args) {
+  (void)self;
+  PyObject *objects[3];
+  long long num_threads;
+  if (!PyArg_ParseTuple(args, "OOOL", &objects[0], &objects[1], &objects[2], &num_threads))
+    return NULL;
+  Py_buffer views[3];
+  int acquired = 0;
+  for (; acquired < 3; ++acquired) {
+    const int flags = PyBUF_C_CONTIGUOUS | (acquired == 2 ? PyBUF_WRITABLE : 0);
+    if (PyObject_GetBuffer(objects[acquired], &views[acquired], flags) < 0) break;
+  }
+  int status = 0;
+  if (acquired < 3) {
+    status = -100;
+  } else if (views[0].len < 4 || views[1].len != views[2].len || num_threads < 1) {
+    PyErr_SetString(PyExc_ValueError, "lookup: a non-empty table, and out sized as index");
+    status = -100;
+  } else {
+    const int64_t size = views[1].len / 4, threads = num_threads;
+    LookupWork *work = calloc(threads, sizeof(LookupWork));
+    pthread_t *handles = calloc(threads, sizeof(pthread_t));
+    if (!work || !handles) {
+      PyErr_NoMemory();
+      status = -100;
+    } else {
+      Py_BEGIN_ALLOW_THREADS
+      for (int64_t i = 0; i < threads; ++i) {
+        work[i] = (LookupWork){views[0].buf, views[1].buf, views[2].buf, views[0].len / 4,
+                               size * i / threads, size * (i + 1) / threads, 0};
+      }
+      for (int64_t i = 1; i < threads; ++i) {
+        if (pthread_create(&handles[i], NULL, run_lookup, &work[i]) != 0) handles[i] = 0;
+      }
+      run_lookup(&work[0]);
+      for (int64_t i = 1; i < threads; ++i) {
+        if (handles[i]) {
+          pthread_join(handles[i], NULL);
+        } else {
+          run_lookup(&work[i]);
+        }
+      }
+      Py_END_ALLOW_THREADS
+      for (int64_t i = 0; i < threads; ++i) status |= work[i].status;
+    }
+    free(work);
+    free(handles);
+  }
+  for (int i = 0; i < acquired; ++i) PyBuffer_Release(&views[i]);
+  if (status == -100) return NULL;
+  return PyLong_FromLong(status);
+}
+
 static PyMethodDef methods[] = {
     {"maskwise_pixels", maskwise_pixels, METH_VARARGS,
      "Fused pixel pass of the mask-wise merge (see the module source)."},
+    {"lookup", lookup, METH_VARARGS, "out[i] = table[index[i]] for int32 arrays."},
     {NULL, NULL, 0, NULL},
 };
 
-static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_maskwise_kernel",
-                                    "Fused pixel pass of kMaX's mask-wise merge.", -1, methods};
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_native_kernels", "Native kernels of post-processing.", -1, methods,
+    NULL, NULL, NULL, NULL};
 
-PyMODINIT_FUNC PyInit__maskwise_kernel(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__native_kernels(void) { return PyModule_Create(&module); }
