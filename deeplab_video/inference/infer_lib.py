@@ -64,6 +64,7 @@ class PredictionWriter:
         panoptic_png.write(
             os.path.join(self._output_dir, "panoptic", f"{frame_index:06d}.png"), panoptic, divisor
         )
+        things = visualization.thing_statistics(panoptic, self._descriptor)
         if self._write_video:
             if self._video is None:
                 self._video = cv2.VideoWriter(
@@ -72,9 +73,9 @@ class PredictionWriter:
                     self._fps,
                     (frame.shape[1], frame.shape[0]),
                 )
-            drawn = visualization.overlay(frame, panoptic, self._descriptor)
+            drawn = visualization.overlay(frame, panoptic, self._descriptor, things)
             self._video.write(cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
-        self._record_tracks(frame_index, panoptic)
+        self._record_tracks(frame_index, things, panoptic.shape)
         self.num_frames += 1
 
     def close(self) -> dict:
@@ -86,25 +87,13 @@ class PredictionWriter:
             json.dump({"num_frames": self.num_frames, "tracks": tracks}, f, indent=1)
         return {"frames": self.num_frames, "tracks": len(tracks), "output_dir": self._output_dir}
 
-    def _record_tracks(self, frame_index: int, panoptic: np.ndarray) -> None:
+    def _record_tracks(
+        self, frame_index: int, things: visualization.ThingStatistics, shape: tuple[int, int]
+    ) -> None:
+        height, width = shape
         divisor = self._descriptor.label_divisor
-        semantic = panoptic // divisor
-        thing = np.isin(semantic, self._descriptor.thing_ids) & (panoptic - semantic * divisor > 0)
-        if not thing.any():
-            return
-        height, width = panoptic.shape
-        ys, xs = np.nonzero(thing)
-        values = panoptic[ys, xs]
-        labels = np.flatnonzero(np.bincount(values))
-        index = np.zeros(labels[-1] + 1, np.int64)
-        index[labels] = np.arange(len(labels))
-        index = index[values]
-        # Which columns and rows each track touches: one histogram each, no sort.
-        columns = np.bincount(index * width + xs, minlength=len(labels) * width)
-        rows = np.bincount(index * height + ys, minlength=len(labels) * height)
-        x0, x1 = _extent(columns.reshape(len(labels), width) > 0)
-        y0, y1 = _extent(rows.reshape(len(labels), height) > 0)
-        for i, label in enumerate(labels.tolist()):
+        boxes = things.boxes.tolist()
+        for label, (x0, y0, x1, y1) in zip(things.labels.tolist(), boxes, strict=True):
             class_id = label // divisor
             record = self._tracks.setdefault(
                 label,
@@ -118,17 +107,11 @@ class PredictionWriter:
             )
             record.last_frame = frame_index
             record.boxes[frame_index] = [
-                round(x0[i] / width, 5),
-                round(y0[i] / height, 5),
-                round(x1[i] / width, 5),
-                round(y1[i] / height, 5),
+                round(x0 / width, 5),
+                round(y0 / height, 5),
+                round(x1 / width, 5),
+                round(y1 / height, 5),
             ]
-
-
-def _extent(present: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """First index and one past the last of the True entries of each row of bool [n, length]."""
-    first = present.argmax(axis=1)
-    return first, present.shape[1] - present[:, ::-1].argmax(axis=1)
 
 
 def _track_key(track: TrackRecord) -> tuple[int, int]:

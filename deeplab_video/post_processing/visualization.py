@@ -5,6 +5,8 @@ gets its own colour, derived from its id so that it stays the same over the vide
 label "class #id" at its centre.
 """
 
+from typing import NamedTuple
+
 import cv2
 import numpy as np
 
@@ -37,31 +39,92 @@ def track_colors(track_ids: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(hsv[None], cv2.COLOR_HSV2RGB)[0, : ids.size]
 
 
-def _split(panoptic: np.ndarray, descriptor: datasets.DatasetDescriptor):
-    """(semantic, instance, thing): int [h, w] ids and bool [h, w] tracked-thing pixels."""
-    semantic = panoptic // descriptor.label_divisor
-    instance = panoptic - semantic * descriptor.label_divisor
-    thing = np.isin(semantic, descriptor.thing_ids) & (instance > 0)
-    return semantic, instance, thing
+class ThingStatistics(NamedTuple):
+    """The thing tracks of one panoptic map (a track: a thing class with an id above 0).
 
-
-def _colorize(semantic, instance, thing, descriptor) -> np.ndarray:
-    """uint8 [h, w, 3]: class colours, and each thing track's colour on its pixels.
-
-    The colour table is packed one colour per uint32, so that colouring is one gather per
-    pixel rather than one per channel.
+    Attributes:
+      labels: int64 [K], their panoptic values, ascending.
+      areas: int64 [K], pixels.
+      centres: float64 [K, 2], the mean (x, y) of their pixels.
+      boxes: int64 [K, 4], (x0, y0, x1, y1) on pixel edges: x1, y1 one past the last.
     """
-    index = np.clip(semantic, 0, 255)
-    table = descriptor.colormap_array()
-    if thing.any():
-        # A track's colour depends on its id only: one table row per id up to the largest.
-        tracks = track_colors(np.arange(instance[thing].max() + 1))
-        index = np.where(thing, len(table) + instance, index)
-        table = np.concatenate([table, tracks])
-    packed = np.zeros((len(table), 4), np.uint8)
+
+    labels: np.ndarray
+    areas: np.ndarray
+    centres: np.ndarray
+    boxes: np.ndarray
+
+
+def _present_labels(panoptic: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(labels int64 [L] ascending, index int [h, w]): the values of a map and each
+    pixel's position among them, from one histogram (no sort over the pixels)."""
+    if panoptic.size and panoptic.min() < 0:
+        labels, index = np.unique(panoptic, return_inverse=True)
+        return labels, index.reshape(panoptic.shape)
+    labels = np.flatnonzero(np.bincount(panoptic.ravel()))
+    position = np.zeros(labels[-1] + 1 if labels.size else 1, np.int32)
+    position[labels] = np.arange(labels.size)
+    return labels, np.take(position, panoptic)
+
+
+def _is_track(labels: np.ndarray, descriptor: datasets.DatasetDescriptor) -> np.ndarray:
+    """bool [L]: which panoptic values are thing tracks."""
+    divisor = descriptor.label_divisor
+    return np.isin(labels // divisor, descriptor.thing_ids) & (labels % divisor > 0)
+
+
+def thing_statistics(
+    panoptic: np.ndarray, descriptor: datasets.DatasetDescriptor
+) -> ThingStatistics:
+    """Area, centre and box of every thing track of a panoptic map.
+
+    One histogram finds the tracks; each is then measured from its row and column
+    counts (OpenCV compares and reduces in SIMD), with no per-pixel coordinate lists.
+
+    Args:
+        panoptic: int32 [height, width] with video-consistent instance ids.
+        descriptor: the dataset.
+    """
+    labels, _ = _present_labels(panoptic)
+    labels = labels[_is_track(labels, descriptor)]
+    height, width = panoptic.shape
+    areas = np.zeros(labels.size, np.int64)
+    centres = np.zeros((labels.size, 2))
+    boxes = np.zeros((labels.size, 4), np.int64)
+    source = np.ascontiguousarray(panoptic, np.int32)
+    for row, label in enumerate(labels.tolist()):
+        on = cv2.compare(source, label, cv2.CMP_EQ)  # uint8 255 on the track's pixels
+        columns = cv2.reduce(on, 0, cv2.REDUCE_SUM, dtype=cv2.CV_32S)[0].astype(np.int64) // 255
+        rows = cv2.reduce(on, 1, cv2.REDUCE_SUM, dtype=cv2.CV_32S)[:, 0].astype(np.int64) // 255
+        areas[row] = columns.sum()
+        centres[row] = (columns @ np.arange(width), rows @ np.arange(height))
+        centres[row] /= areas[row]
+        xs, ys = np.flatnonzero(columns), np.flatnonzero(rows)
+        boxes[row] = (xs[0], ys[0], xs[-1] + 1, ys[-1] + 1)
+    return ThingStatistics(labels, areas, centres, boxes)
+
+
+def _colorize(
+    panoptic: np.ndarray, descriptor: datasets.DatasetDescriptor
+) -> tuple[np.ndarray, np.ndarray]:
+    """(uint8 [h, w, 3] colours, bool [h, w] void): class colours, and each thing track's
+    colour on its pixels.
+
+    Colours are chosen per distinct value of the map and packed one per uint32, so that
+    colouring is one gather per pixel from a table of a few entries.
+    """
+    labels, index = _present_labels(panoptic)
+    semantic = labels // descriptor.label_divisor
+    table = descriptor.colormap_array()[np.clip(semantic, 0, 255)]
+    track = _is_track(labels, descriptor)
+    if track.any():
+        table[track] = track_colors(labels[track] % descriptor.label_divisor)
+    packed = np.zeros((labels.size, 4), np.uint8)
     packed[:, :3] = table
-    colors = packed.view(np.uint32)[:, 0][index]
-    return cv2.cvtColor(colors.view(np.uint8).reshape(*index.shape, 4), cv2.COLOR_RGBA2RGB)
+    colors = np.take(packed.view(np.uint32)[:, 0], index)
+    void = np.take(semantic == descriptor.ignore_label, index)
+    rgb = cv2.cvtColor(colors.view(np.uint8).reshape(*index.shape, 4), cv2.COLOR_RGBA2RGB)
+    return rgb, void
 
 
 def colorize_panoptic(panoptic: np.ndarray, descriptor: datasets.DatasetDescriptor) -> np.ndarray:
@@ -75,11 +138,14 @@ def colorize_panoptic(panoptic: np.ndarray, descriptor: datasets.DatasetDescript
         uint8 [height, width, 3] RGB; void pixels black, stuff in class colours, every
         thing instance in its own track colour.
     """
-    return _colorize(*_split(panoptic, descriptor), descriptor)
+    return _colorize(panoptic, descriptor)[0]
 
 
 def overlay(
-    frame: np.ndarray, panoptic: np.ndarray, descriptor: datasets.DatasetDescriptor
+    frame: np.ndarray,
+    panoptic: np.ndarray,
+    descriptor: datasets.DatasetDescriptor,
+    things: ThingStatistics | None = None,
 ) -> np.ndarray:
     """Blends the coloured panoptic map over a frame and labels every thing track.
 
@@ -87,27 +153,19 @@ def overlay(
         frame: uint8 [height, width, 3] RGB.
         panoptic: int32 [height, width] with video-consistent instance ids.
         descriptor: the dataset.
+        things: `thing_statistics(panoptic, descriptor)` when the caller has it.
 
     Returns:
         uint8 [height, width, 3] RGB frame with segment colours and "class #id" labels.
     """
-    semantic, instance, thing = _split(panoptic, descriptor)
-    colors = _colorize(semantic, instance, thing, descriptor)
+    colors, void = _colorize(panoptic, descriptor)
     # OpenCV's blend rounds to nearest (within 1 of the exact value), in SIMD.
     blended = cv2.addWeighted(frame, 1.0 - OVERLAY_ALPHA, colors, OVERLAY_ALPHA, 0.0)
-    void = (semantic == descriptor.ignore_label).view(np.uint8)
-    cv2.copyTo(frame, void, blended)
-    if not thing.any():
-        return blended
-    ys, xs = np.nonzero(thing)
-    values = panoptic[ys, xs]
-    counts = np.bincount(values)
-    labels = np.flatnonzero(counts)
-    counts = counts[labels]
-    centre_x = np.bincount(values, weights=xs)[labels] / counts
-    centre_y = np.bincount(values, weights=ys)[labels] / counts
+    cv2.copyTo(frame, void.view(np.uint8), blended)
+    if things is None:
+        things = thing_statistics(panoptic, descriptor)
     scale = max(0.35, min(frame.shape[:2]) / 720.0)
-    for label, x, y in zip(labels, centre_x, centre_y, strict=True):
+    for label, (x, y) in zip(things.labels.tolist(), things.centres, strict=True):
         name = descriptor.class_names[label // descriptor.label_divisor]
         text = f"{name} #{label % descriptor.label_divisor}"
         origin = (int(x), int(y))

@@ -82,3 +82,28 @@ def test_overlay_blend_is_within_one_of_the_exact_blend():
     np.testing.assert_array_equal(out[void], frame[void])
     assert np.abs(out[~void] - exact[~void]).max() <= 1.0
     assert not np.array_equal(out[~void], frame[~void])
+
+
+def test_thing_statistics_measure_every_track_as_its_pixels_say():
+    rng = np.random.default_rng(0)
+    divisor = SYNTHETIC.label_divisor
+    thing, stuff = SYNTHETIC.thing_ids[0], SYNTHETIC.stuff_ids[0]
+    values = [stuff * divisor, thing * divisor, thing * divisor + 3, thing * divisor + 11]
+    values.append(SYNTHETIC.ignore_label * divisor)
+    panoptic = np.asarray(values, np.int32)[rng.integers(0, len(values), (6, 9))]
+    panoptic = np.repeat(np.repeat(panoptic, 5, axis=0), 7, axis=1)  # 30 x 63 blocks
+    things = visualization.thing_statistics(panoptic, SYNTHETIC)
+    # Thing class with instance 0, stuff and void are not tracks.
+    np.testing.assert_array_equal(things.labels, [thing * divisor + 3, thing * divisor + 11])
+    for label, area, centre, box in zip(*things, strict=True):
+        ys, xs = np.nonzero(panoptic == label)
+        assert area == len(xs)
+        np.testing.assert_array_equal(centre, [xs.mean(), ys.mean()])
+        np.testing.assert_array_equal(box, [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1])
+
+
+def test_negative_values_are_coloured_as_class_zero():
+    panoptic = _panoptic()
+    panoptic[0, :3] = -5
+    image = visualization.colorize_panoptic(panoptic, SYNTHETIC)
+    np.testing.assert_array_equal(image[0, :3], np.repeat(SYNTHETIC.colormap_array()[:1], 3, 0))
