@@ -320,6 +320,12 @@ def _compare_pngs(case_dir: str, other_dir: str) -> dict:
     return {"identical": same, "different": different, "missing": missing}
 
 
+def _same_file(case_dir: str, other_dir: str, name: str) -> bool:
+    """Whether two runs wrote the same bytes to the file `name`."""
+    paths = [pathlib.Path(folder, name) for folder in (case_dir, other_dir)]
+    return all(path.exists() for path in paths) and paths[0].read_bytes() == paths[1].read_bytes()
+
+
 def _run_case(case: str, work_dir: str, output_dir: str) -> dict:
     config_file, _, exported = CASES[case]
     options = config.load_config(config_file)
@@ -386,8 +392,10 @@ def _run_case(case: str, work_dir: str, output_dir: str) -> dict:
         },
     }
     if _COMPARE_WITH.value:
-        record["pngs_vs_compare_with"] = _compare_pngs(
-            case_dir, os.path.join(_COMPARE_WITH.value, case)
+        other_dir = os.path.join(_COMPARE_WITH.value, case)
+        record["pngs_vs_compare_with"] = _compare_pngs(case_dir, other_dir)
+        record["tracks_json_identical_to_compare_with"] = _same_file(
+            case_dir, other_dir, "tracks.json"
         )
     return record
 

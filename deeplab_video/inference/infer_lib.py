@@ -92,8 +92,8 @@ class PredictionWriter:
     ) -> None:
         height, width = shape
         divisor = self._descriptor.label_divisor
-        boxes = things.boxes.tolist()
-        for label, (x0, y0, x1, y1) in zip(things.labels.tolist(), boxes, strict=True):
+        boxes = np.round(things.boxes / np.array([width, height, width, height]), 5).tolist()
+        for label, box in zip(things.labels.tolist(), boxes, strict=True):
             class_id = label // divisor
             record = self._tracks.setdefault(
                 label,
@@ -106,12 +106,7 @@ class PredictionWriter:
                 ),
             )
             record.last_frame = frame_index
-            record.boxes[frame_index] = [
-                round(x0 / width, 5),
-                round(y0 / height, 5),
-                round(x1 / width, 5),
-                round(y1 / height, 5),
-            ]
+            record.boxes[frame_index] = box
 
 
 def _track_key(track: TrackRecord) -> tuple[int, int]:
