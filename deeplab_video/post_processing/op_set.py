@@ -19,9 +19,10 @@ Under the switch, panoptic inference also takes one path without tf.cond: LiteRT
 XNNPACK delegate fails to prepare IF ops whose outputs have run-time shapes.
 
 The Python runner may also call compiled kernels (`_native_kernels.c`, built by `pip
-install`) through tf.numpy_function on a CPU-only machine: the mask-wise merge's pixel
-pass (`native_merge`) and `lookup`, a gather of int32 tables on all cores (TensorFlow's
-CPU gather copies one element at a time: ~5 ms for a 720p T = 2 clip against ~1 ms).
+install`) through tf.numpy_function on a machine without an accelerator: the mask-wise
+merge's pixel pass (`native_merge`) and `lookup`, a gather of int32 tables on all cores
+(TensorFlow's CPU gather copies one element at a time: ~5 ms for a 720p T = 2 clip
+against ~1 ms).
 A SavedModel cannot hold such a call, so the serving module traces inside
 `graph_ops_only()`, and the TFLite export's switch implies it too.
 
@@ -79,11 +80,11 @@ def native_kernels() -> types.ModuleType | None:
     """The compiled kernels, if built and the code being traced may call them.
 
     They may be called outside `graph_ops_only()` and `tflite_builtin_ops()` on a
-    machine without a GPU (with one, the TensorFlow ops run on it instead).
+    machine without an accelerator (with a GPU or TPU, the TensorFlow ops run on it).
     """
     if _native_kernels is None or _GRAPH_ONLY.get() or _BUILTIN_ONLY.get():
         return None
-    if tf.config.list_physical_devices("GPU"):
+    if any(tf.config.list_physical_devices(kind) for kind in ("GPU", "TPU")):
         return None
     return _native_kernels
 
@@ -92,7 +93,11 @@ def native_threads() -> int:
     """Threads of a native kernel: TensorFlow's intra-op thread count if set, else the
     cores this process may use."""
     configured = tf.config.threading.get_intra_op_parallelism_threads()
-    return configured or len(os.sched_getaffinity(0))
+    if configured:
+        return configured
+    if hasattr(os, "sched_getaffinity"):  # Linux: the cores this process may run on.
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def lookup(table: tf.Tensor, index: tf.Tensor) -> tf.Tensor:
