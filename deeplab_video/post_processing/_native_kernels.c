@@ -44,6 +44,15 @@
  *
  * Python: lookup(table, index, out, num_threads) -> int
  *   Returns 0, or -1 when an index lies outside the table (out is then incomplete).
+ *
+ * id_extents: each id's pixel count and extent over the frames of an id map, in one pass
+ * (TensorFlow needs a histogram of (id, row) and one of (id, column) pairs).
+ *
+ * Python: id_extents(ids, num_frames, height, width, num_ids, out, num_threads) -> int
+ *   ids  int32 [T, height, width], values in [0, num_ids)
+ *   out  int32 [num_ids, 5] out: count, first column, first row, last column, last row
+ *        (the four 0 for an id without pixels)
+ *   Returns 0, or -1 when an id lies outside [0, num_ids) (out is then incomplete).
  */
 
 #define PY_SSIZE_T_CLEAN
@@ -517,10 +526,121 @@ static PyObject *lookup(PyObject *self, PyObject *args) {
   return PyLong_FromLong(status);
 }
 
+typedef struct {
+  const int32_t *ids;
+  int64_t height, width, num_ids, row_begin, row_end;
+  int64_t *extents; /* [num_ids, 5]: count, min x, min y, max x, max y */
+  int status;
+} ExtentWork;
+
+static void *run_extents(void *argument) {
+  ExtentWork *w = (ExtentWork *)argument;
+  int64_t *e = w->extents;
+  for (int64_t id = 0; id < w->num_ids; ++id) {
+    e[id * 5] = 0;
+    e[id * 5 + 1] = w->width;
+    e[id * 5 + 2] = w->height;
+    e[id * 5 + 3] = -1;
+    e[id * 5 + 4] = -1;
+  }
+  for (int64_t row = w->row_begin; row < w->row_end; ++row) {
+    const int32_t *line = w->ids + row * w->width;
+    const int64_t y = row % w->height;
+    int32_t previous = -1;
+    int64_t *slot = NULL;
+    for (int64_t x = 0; x < w->width; ++x) {
+      const int32_t id = line[x];
+      if (id != previous) { /* Runs of one id are the common case: update at run ends. */
+        if (id < 0 || id >= w->num_ids) {
+          w->status = -1;
+          return NULL;
+        }
+        previous = id;
+        slot = e + id * 5;
+        if (x < slot[1]) slot[1] = x;
+        if (y < slot[2]) slot[2] = y;
+        if (y > slot[4]) slot[4] = y;
+      }
+      ++slot[0];
+      if (x > slot[3]) slot[3] = x;
+    }
+  }
+  return NULL;
+}
+
+static PyObject *id_extents(PyObject *self, PyObject *args) {
+  (void)self;
+  PyObject *objects[2];
+  long long num_frames, height, width, num_ids, num_threads;
+  if (!PyArg_ParseTuple(args, "OLLLLOL", &objects[0], &num_frames, &height, &width, &num_ids,
+                        &objects[1], &num_threads))
+    return NULL;
+  if (num_frames < 0 || height < 0 || width < 0 || num_ids < 1 || num_threads < 1) {
+    PyErr_SetString(PyExc_ValueError, "id_extents: invalid sizes");
+    return NULL;
+  }
+  Py_buffer views[2];
+  if (get_buffer(objects[0], &views[0], 0, (Py_ssize_t)(num_frames * height * width * 4),
+                 "ids") < 0)
+    return NULL;
+  if (get_buffer(objects[1], &views[1], 1, (Py_ssize_t)(num_ids * 5 * 4), "out") < 0) {
+    PyBuffer_Release(&views[0]);
+    return NULL;
+  }
+  const int64_t threads = num_threads, rows = num_frames * height;
+  ExtentWork *work = calloc(threads, sizeof(ExtentWork));
+  int64_t *extents = malloc(sizeof(int64_t) * threads * num_ids * 5);
+  pthread_t *handles = calloc(threads, sizeof(pthread_t));
+  int status = 0;
+  if (!work || !extents || !handles) {
+    PyErr_NoMemory();
+    status = -100;
+  } else {
+    Py_BEGIN_ALLOW_THREADS
+    for (int64_t i = 0; i < threads; ++i) {
+      work[i] = (ExtentWork){views[0].buf, height, width, num_ids, rows * i / threads,
+                             rows * (i + 1) / threads, extents + i * num_ids * 5, 0};
+    }
+    for (int64_t i = 1; i < threads; ++i) {
+      if (pthread_create(&handles[i], NULL, run_extents, &work[i]) != 0) handles[i] = 0;
+    }
+    run_extents(&work[0]);
+    for (int64_t i = 1; i < threads; ++i) {
+      if (handles[i]) {
+        pthread_join(handles[i], NULL);
+      } else {
+        run_extents(&work[i]);
+      }
+    }
+    Py_END_ALLOW_THREADS
+    int32_t *out = views[1].buf;
+    for (int64_t i = 0; i < threads; ++i) status |= work[i].status;
+    for (int64_t id = 0; id < num_ids && status == 0; ++id) {
+      int64_t total[5] = {0, width, height, -1, -1};
+      for (int64_t i = 0; i < threads; ++i) {
+        const int64_t *e = extents + (i * num_ids + id) * 5;
+        total[0] += e[0];
+        for (int k = 1; k < 3; ++k) total[k] = e[k] < total[k] ? e[k] : total[k];
+        for (int k = 3; k < 5; ++k) total[k] = e[k] > total[k] ? e[k] : total[k];
+      }
+      out[id * 5] = (int32_t)total[0];
+      for (int k = 1; k < 5; ++k) out[id * 5 + k] = total[0] ? (int32_t)total[k] : 0;
+    }
+  }
+  free(work);
+  free(extents);
+  free(handles);
+  PyBuffer_Release(&views[0]);
+  PyBuffer_Release(&views[1]);
+  if (status == -100) return NULL;
+  return PyLong_FromLong(status);
+}
+
 static PyMethodDef methods[] = {
     {"maskwise_pixels", maskwise_pixels, METH_VARARGS,
      "Fused pixel pass of the mask-wise merge (see the module source)."},
     {"lookup", lookup, METH_VARARGS, "out[i] = table[index[i]] for int32 arrays."},
+    {"id_extents", id_extents, METH_VARARGS, "Count and extent of every id of an id map."},
     {NULL, NULL, 0, NULL},
 };
 

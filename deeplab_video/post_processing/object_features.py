@@ -12,12 +12,16 @@ code divides pixel centres instead (x1 = xmax / width), which shrinks every box 
 pixel on the right and bottom.
 
 Nothing here loops over ids: one histogram of (id, row) pairs and one of (id, column)
-pairs over the whole clip give every object's extent and area at once.
+pairs over the whole clip give every object's extent and area at once; where
+`op_set.native_kernels()` may run, one native pass over the map gives them instead.
 """
 
+import numpy as np
 import tensorflow as tf
 
 from deeplab_video.post_processing import op_set
+
+_ID_RANGE = "instance_map ids must lie in [0, {}] (max_objects)"
 
 
 def _first_and_last(present: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
@@ -75,22 +79,48 @@ def object_boxes(instance_map: tf.Tensor, max_objects: int) -> tuple[tf.Tensor, 
     num_ids = max_objects + 1
     height = tf.shape(instance_map)[1]
     width = tf.shape(instance_map)[2]
-    rows = _id_histogram(instance_map, tf.range(height)[tf.newaxis, :, tf.newaxis], num_ids, height)
-    cols = _id_histogram(instance_map, tf.range(width)[tf.newaxis, tf.newaxis, :], num_ids, width)
-    # Ids above max_objects fall outside the histogram (negative ones fail in bincount), so
-    # counting the histogram checks the whole map without another pass over it.
-    check = tf.debugging.assert_equal(
-        tf.reduce_sum(rows),
-        tf.size(instance_map),
-        message=f"instance_map ids must lie in [0, {max_objects}] (max_objects)",
-    )
-    with tf.control_dependencies([check]):
-        rows = tf.identity(rows)
-    rows, cols = rows[1:], cols[1:]
-    y0, y1 = _first_and_last(rows > 0)
-    x0, x1 = _first_and_last(cols > 0)
-    areas = tf.reduce_sum(rows, axis=1)
+    if op_set.native_kernels() is not None:
+        extents = _native_extents(instance_map, num_ids)[1:]
+        areas, x0, y0, x1, y1 = tf.unstack(extents, axis=1)
+    else:
+        rows = _id_histogram(
+            instance_map, tf.range(height)[tf.newaxis, :, tf.newaxis], num_ids, height
+        )
+        cols = _id_histogram(
+            instance_map, tf.range(width)[tf.newaxis, tf.newaxis, :], num_ids, width
+        )
+        # Ids above max_objects fall outside the histogram (negative ones fail in
+        # bincount), so counting the histogram checks the whole map without another pass.
+        check = tf.debugging.assert_equal(
+            tf.reduce_sum(rows), tf.size(instance_map), message=_ID_RANGE.format(max_objects)
+        )
+        with tf.control_dependencies([check]):
+            rows = tf.identity(rows)
+        rows, cols = rows[1:], cols[1:]
+        y0, y1 = _first_and_last(rows > 0)
+        x0, x1 = _first_and_last(cols > 0)
+        areas = tf.reduce_sum(rows, axis=1)
     present = tf.cast(areas > 0, tf.float32)[:, tf.newaxis]
     scale = tf.cast(tf.stack([width, height, width, height]), tf.float32)
     edges = tf.cast(tf.stack([x0, y0, x1 + 1, y1 + 1], axis=1), tf.float32)
     return edges / scale * present, areas
+
+
+def _native_extents(instance_map: tf.Tensor, num_ids: int) -> tf.Tensor:
+    """int32 [num_ids, 5]: each id's pixel count, first column, first row, last column and
+    last row (0 for an id without pixels), from the native kernel.
+
+    Raises:
+      InvalidArgumentError: (at run time) an id lies outside [0, num_ids).
+    """
+    kernels = op_set.native_kernels()
+
+    def run(ids: np.ndarray) -> tuple[np.ndarray, bool]:
+        out = np.empty((num_ids, 5), np.int32)
+        inside = kernels.id_extents(ids, *ids.shape, num_ids, out, op_set.native_threads()) == 0
+        return out, inside
+
+    extents, inside = tf.numpy_function(run, [instance_map], [tf.int32, tf.bool], stateful=False)
+    check = tf.debugging.Assert(inside, [_ID_RANGE.format(num_ids - 1)])
+    with tf.control_dependencies([check]):
+        return tf.ensure_shape(extents, [num_ids, 5])

@@ -117,14 +117,17 @@ def lookup(table: tf.Tensor, index: tf.Tensor) -> tf.Tensor:
     if kernels is None:
         return tf.gather(table, index)
 
-    def run(values: np.ndarray, at: np.ndarray) -> np.ndarray:
+    def run(values: np.ndarray, at: np.ndarray) -> tuple[np.ndarray, bool]:
         out = np.empty_like(at)
-        if kernels.lookup(values, at, out, native_threads()):
-            raise ValueError(f"lookup: an index lies outside the table of {values.size}")
-        return out
+        return out, kernels.lookup(values, at, out, native_threads()) == 0
 
     index = tf.convert_to_tensor(index, tf.int32)
-    found = tf.numpy_function(run, [table, index], tf.int32, stateful=False)
+    found, inside = tf.numpy_function(run, [table, index], [tf.int32, tf.bool], stateful=False)
+    check = tf.debugging.Assert(
+        inside, ["lookup: an index lies outside the table of", tf.size(table)]
+    )
+    with tf.control_dependencies([check]):
+        found = tf.identity(found)
     return tf.ensure_shape(found, index.shape)
 
 

@@ -76,11 +76,19 @@ def test_pixels_within_rounding_of_the_threshold_are_left_undecided():
     logits[:, :, 5:, 0] = 2.0
     kept = np.array([True, True])
     result = native_merge.pixel_pass(tf.constant(logits), tf.constant(kept), CANVAS, IMAGE, 0.4)
-    _, probs, _ = _tensorflow_masks(logits, kept, 0.4)
+    _, probs, on = _tensorflow_masks(logits, kept, 0.4)
     near = np.abs(probs[:, 0] / 0.4 - 1.0) < 1e-6
     assert 0 < near.sum() < len(near) // 2
     assert set(np.flatnonzero(near)) <= set(result.undecided_pixels.numpy())
     assert len(result.undecided_pixels) < len(near) // 2
+    # Decided by the ops on those rows alone, they come out as on the whole clip.
+    undecided = native_merge.decide_undecided(result, tf.constant(kept), 0.4)
+    assert undecided.valid
+    rows = result.undecided_pixels.numpy()
+    bits = undecided.probs.numpy().view(np.int32)
+    np.testing.assert_array_equal(bits, probs[rows].view(np.int32))
+    np.testing.assert_array_equal(undecided.on, on[rows])
+    assert 0 < on[rows, 0].sum() < len(rows)  # Both sides of the threshold occur.
 
 
 @pytest.mark.parametrize("problem, status", [("not finite", -1), ("too many undecided", -2)])
