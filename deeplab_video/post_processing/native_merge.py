@@ -10,7 +10,8 @@ does it in one pass over rows that stay in cache, on all cores (~25 ms).
 Results equal the TensorFlow ops': the kernel resizes exactly as TensorFlow's CPU
 ResizeBilinear does, and it leaves the few pixels whose "probability > mask_threshold"
 test lies within rounding of the threshold undecided, with their resized logits; they
-are decided here with the TensorFlow ops of `mask_merging.confident_masks`. The kernel
+are decided here with the TensorFlow ops of `mask_merging.confident_masks`, on rows
+padded so that they round as in the clip's tensor (`decide_undecided`). The kernel
 reports non-finite logits (and any pixel with more masks than a softmax allows), upon
 which the caller takes the TensorFlow ops for the clip.
 
@@ -31,6 +32,9 @@ from deeplab_video.post_processing import mask_merging, op_set
 
 # Largest number of set codes ((N + 1) ** max_masks) the kernel counts in a dense table.
 MAX_CODES = 2**22
+# Rows the undecided pixels are padded to a multiple of: whole SIMD packets (16 floats,
+# AVX-512) of every op, whatever the number of queries.
+_PACKET_ROWS = 16
 # Pixels per clip the kernel may leave undecided (a few dozen in practice); more fall
 # back to the TensorFlow ops.
 UNDECIDED_CAPACITY = 2**16
@@ -80,7 +84,7 @@ def _run_kernel(
     """Calls the kernel on numpy arrays; returns PixelPass's fields."""
     num_frames, height, width, num_queries = logits.shape
     max_masks = max_masks_per_pixel(mask_threshold)
-    codes = np.empty(num_frames * image[0] * image[1], np.int32)
+    codes = op_set.aligned_empty(num_frames * image[0] * image[1], np.int32)
     counts = np.empty((num_queries + 1) ** max_masks, np.int64)
     prob_sums = np.empty(num_queries, np.float64)
     pixels = np.empty(UNDECIDED_CAPACITY, np.int32)
@@ -180,13 +184,22 @@ class Undecided(NamedTuple):
 def decide_undecided(result: PixelPass, kept: tf.Tensor, mask_threshold: float) -> Undecided:
     """Decides the kernel's undecided pixels with the TensorFlow ops of the other path.
 
+    Eigen computes exp and log in SIMD packets but the last elements of a tensor that do
+    not fill a packet one by one, which can round one unit differently; the rows are
+    padded to whole packets so that every row is computed as in the clip's tensor (whose
+    size is a multiple of the packet but for clips of other sizes, where only its very
+    last pixel could still differ by a unit in its probability).
+
     Args:
       result: the kernel's PixelPass.
       kept: bool [N], the class-confident queries.
       mask_threshold: as for `pixel_pass`.
     """
-    normaliser = tf.reduce_logsumexp(result.undecided_logits, axis=1, keepdims=True)
-    probs = tf.exp(result.undecided_logits - normaliser)
+    num_rows = tf.shape(result.undecided_logits)[0]
+    padding = -num_rows % _PACKET_ROWS
+    logits = tf.pad(result.undecided_logits, [[0, padding], [0, 0]])
+    normaliser = tf.reduce_logsumexp(logits, axis=1, keepdims=True)
+    probs = tf.exp(logits - normaliser)[:num_rows]
     on = (probs > mask_threshold) & kept[tf.newaxis, :]
     most = tf.reduce_max(tf.reduce_sum(tf.cast(on, tf.int32), axis=1))  # int32 min if B = 0
     valid = (result.status >= 0) & (most <= max_masks_per_pixel(mask_threshold))

@@ -100,6 +100,20 @@ def native_threads() -> int:
     return os.cpu_count() or 1
 
 
+# TensorFlow takes a numpy_function's output without a copy when the array is aligned to
+# this many bytes (Eigen's largest packet); numpy's allocations are only 16-aligned.
+_TENSOR_ALIGNMENT = 64
+
+
+def aligned_empty(shape: int | tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """np.empty whose data TensorFlow can adopt as a numpy_function output, uncopied."""
+    dtype = np.dtype(dtype)
+    size = int(np.prod(shape)) * dtype.itemsize
+    buffer = np.empty(size + _TENSOR_ALIGNMENT, np.uint8)
+    offset = -buffer.ctypes.data % _TENSOR_ALIGNMENT
+    return buffer[offset : offset + size].view(dtype).reshape(shape)
+
+
 def lookup(table: tf.Tensor, index: tf.Tensor) -> tf.Tensor:
     """table[index]: tf.gather of a 1-D table, by the native kernel where it may run.
 
@@ -118,7 +132,7 @@ def lookup(table: tf.Tensor, index: tf.Tensor) -> tf.Tensor:
         return tf.gather(table, index)
 
     def run(values: np.ndarray, at: np.ndarray) -> tuple[np.ndarray, bool]:
-        out = np.empty_like(at)
+        out = aligned_empty(at.shape, at.dtype)
         return out, kernels.lookup(values, at, out, native_threads()) == 0
 
     index = tf.convert_to_tensor(index, tf.int32)

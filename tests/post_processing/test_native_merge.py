@@ -70,9 +70,10 @@ def test_the_pixel_pass_decides_every_pixel_as_the_tensorflow_ops(threshold, sca
 
 
 def test_pixels_within_rounding_of_the_threshold_are_left_undecided():
-    # Two queries; on the left columns query 0's probability is 0.4 up to rounding.
+    # Two queries; on the left columns query 0's probability is 0.4 up to a few units in
+    # the last place, on both sides of it (a ramp over the rows).
     logits = np.zeros((1, 11, 15, 2), np.float32)
-    logits[..., 0] = np.log(0.4 / 0.6)
+    logits[..., 0] = np.log(0.4 / 0.6) + np.linspace(-1e-6, 1e-6, 11)[:, np.newaxis]
     logits[:, :, 5:, 0] = 2.0
     kept = np.array([True, True])
     result = native_merge.pixel_pass(tf.constant(logits), tf.constant(kept), CANVAS, IMAGE, 0.4)

@@ -133,3 +133,10 @@ def test_lookup_rejects_an_index_outside_the_table(outside):
         tf.function(lambda: op_set.lookup(tf.range(300), index))()
     with pytest.raises(tf.errors.InvalidArgumentError, match="outside the table of"):
         op_set.lookup(tf.range(300), index)  # Eagerly.
+
+
+@pytest.mark.parametrize("shape, dtype", [((7,), np.int32), ((3, 5), np.float64), (1, np.int8)])
+def test_aligned_empty_is_aligned_and_shaped(shape, dtype):
+    array = op_set.aligned_empty(shape, dtype)
+    assert array.shape == np.empty(shape).shape and array.dtype == dtype
+    assert array.ctypes.data % 64 == 0 and array.flags.c_contiguous and array.flags.writeable
