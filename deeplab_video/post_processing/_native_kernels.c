@@ -173,13 +173,11 @@ ROW_KERNEL static void decide_row(Work *w, Rows *r) {
   float *maximum = r->maximum, *sum = r->sum, *margin = r->margin;
   int32_t *code = r->code, *num_on = r->num_on;
   uint8_t *undecided = r->undecided;
-  for (int64_t x = 0; x < width; ++x) {
-    maximum[x] = r->values[x];
-    sum[x] = 0.0f;
-    code[x] = 0;
-    num_on[x] = 0;
-    undecided[x] = 0;
-  }
+  memcpy(maximum, r->values, width * sizeof(float));
+  memset(sum, 0, width * sizeof(float));
+  memset(code, 0, width * sizeof(int32_t));
+  memset(num_on, 0, width * sizeof(int32_t));
+  memset(undecided, 0, width);
   for (int64_t q = 1; q < n; ++q) {
     const float *v = r->values + q * width;
     for (int64_t x = 0; x < width; ++x) maximum[x] = v[x] > maximum[x] ? v[x] : maximum[x];
@@ -286,8 +284,18 @@ ROW_KERNEL static void *run_rows(void *argument) {
     decide_row(w, &r);
     if (w->status != 0) break;
     int32_t *codes = w->codes + row * width;
+    memcpy(codes, r.code, width * sizeof(int32_t));
+    /* Count codes run by run (neighbours mostly share one; no chain of increments of
+     * the same counter), then take the undecided pixels out. */
+    for (int64_t x = 0; x < width;) {
+      int64_t end = x + 1;
+      while (end < width && r.code[end] == r.code[x]) ++end;
+      w->counts[r.code[x]] += end - x;
+      x = end;
+    }
     for (int64_t x = 0; x < width; ++x) {
       if (r.undecided[x]) {
+        --w->counts[r.code[x]];
         if (w->num_undecided == w->capacity) {
           w->status = STATUS_CAPACITY;
           break;
@@ -297,9 +305,6 @@ ROW_KERNEL static void *run_rows(void *argument) {
         for (int64_t q = 0; q < n; ++q) out[q] = r.values[q * width + x];
         ++w->num_undecided;
         codes[x] = -1;
-      } else {
-        codes[x] = r.code[x];
-        ++w->counts[r.code[x]];
       }
     }
   }
