@@ -53,6 +53,21 @@
  *   out  int32 [num_ids, 5] out: count, first column, first row, last column, last row
  *        (the four 0 for an id without pixels)
  *   Returns 0, or -1 when an id lies outside [0, num_ids) (out is then incomplete).
+ *
+ * instance_pairs: Video-Stitch's joint histogram of (previous instance id, current
+ * instance id) over one frame, instance ids being the panoptic values modulo the divisor.
+ *
+ * Python: instance_pairs(previous, current, divisor, num_previous, num_current, out,
+ *     num_threads) -> int
+ *   previous, current  int32 [height, width] panoptic frames
+ *   out                int32 [num_previous + 1, num_current + 1] out: pixel counts
+ *   Returns 0, 1 when a previous id is above num_previous, 2 when a current one is above
+ *   num_current (out is then incomplete).
+ *
+ * relabel: out = panoptic + shift[panoptic mod divisor] (clip-local ids to video ids).
+ *
+ * Python: relabel(panoptic, shift, divisor, out, num_threads) -> int
+ *   Returns 0, or -1 when an instance id lies outside shift (out is then incomplete).
  */
 
 #define PY_SSIZE_T_CLEAN
@@ -318,6 +333,24 @@ ROW_KERNEL static void *run_rows(void *argument) {
   return NULL;
 }
 
+/* Runs task(items + i * item_size) for i < threads: on threads - 1 new threads and the
+ * calling one (inline where a thread cannot be created). Call without the GIL. */
+static void run_parallel(void *(*task)(void *), void *items, size_t item_size, int64_t threads) {
+  pthread_t *handles = calloc(threads, sizeof(pthread_t));
+  char *base = items;
+  for (int64_t i = 1; i < threads; ++i) {
+    if (!handles || pthread_create(&handles[i], NULL, task, base + i * item_size) != 0) {
+      task(base + i * item_size);
+      if (handles) handles[i] = 0;
+    }
+  }
+  task(base);
+  for (int64_t i = 1; handles && i < threads; ++i) {
+    if (handles[i]) pthread_join(handles[i], NULL);
+  }
+  free(handles);
+}
+
 static int get_buffer(PyObject *object, Py_buffer *view, int writable, Py_ssize_t bytes,
                       const char *name) {
   if (PyObject_GetBuffer(object, view, PyBUF_C_CONTIGUOUS | (writable ? PyBUF_WRITABLE : 0)) < 0)
@@ -379,10 +412,9 @@ static PyObject *maskwise_pixels(PyObject *self, PyObject *args) {
   Work *work = calloc(threads, sizeof(Work));
   int64_t *counts = calloc(threads * num_codes, sizeof(int64_t));
   double *sums = calloc(threads * num_queries, sizeof(double));
-  pthread_t *handles = calloc(threads, sizeof(pthread_t));
   int status = 0;
   int64_t total = 0;
-  if (!ys || !xs || !work || !counts || !sums || !handles) {
+  if (!ys || !xs || !work || !counts || !sums) {
     PyErr_NoMemory();
     status = -100;
   } else {
@@ -412,17 +444,7 @@ static PyObject *maskwise_pixels(PyObject *self, PyObject *args) {
       w->undecided_pixels = (int32_t *)views[5].buf + i * w->capacity;
       w->undecided_logits = (float *)views[6].buf + i * w->capacity * num_queries;
     }
-    for (int64_t i = 1; i < threads; ++i) {
-      if (pthread_create(&handles[i], NULL, run_rows, &work[i]) != 0) handles[i] = 0;
-    }
-    run_rows(&work[0]);
-    for (int64_t i = 1; i < threads; ++i) {
-      if (handles[i]) {
-        pthread_join(handles[i], NULL);
-      } else {
-        run_rows(&work[i]);
-      }
-    }
+    run_parallel(run_rows, work, sizeof(Work), threads);
     Py_END_ALLOW_THREADS
     int64_t *out_counts = views[3].buf;
     double *out_sums = views[4].buf;
@@ -448,7 +470,6 @@ static PyObject *maskwise_pixels(PyObject *self, PyObject *args) {
   free(work);
   free(counts);
   free(sums);
-  free(handles);
   for (int i = 0; i < 7; ++i) PyBuffer_Release(&views[i]);
   if (status == -100) return NULL;
   return PyLong_FromLongLong(status != 0 ? status : total);
@@ -499,8 +520,7 @@ static PyObject *lookup(PyObject *self, PyObject *args) {
   } else {
     const int64_t size = views[1].len / 4, threads = num_threads;
     LookupWork *work = calloc(threads, sizeof(LookupWork));
-    pthread_t *handles = calloc(threads, sizeof(pthread_t));
-    if (!work || !handles) {
+    if (!work) {
       PyErr_NoMemory();
       status = -100;
     } else {
@@ -509,22 +529,11 @@ static PyObject *lookup(PyObject *self, PyObject *args) {
         work[i] = (LookupWork){views[0].buf, views[1].buf, views[2].buf, views[0].len / 4,
                                size * i / threads, size * (i + 1) / threads, 0};
       }
-      for (int64_t i = 1; i < threads; ++i) {
-        if (pthread_create(&handles[i], NULL, run_lookup, &work[i]) != 0) handles[i] = 0;
-      }
-      run_lookup(&work[0]);
-      for (int64_t i = 1; i < threads; ++i) {
-        if (handles[i]) {
-          pthread_join(handles[i], NULL);
-        } else {
-          run_lookup(&work[i]);
-        }
-      }
+      run_parallel(run_lookup, work, sizeof(LookupWork), threads);
       Py_END_ALLOW_THREADS
       for (int64_t i = 0; i < threads; ++i) status |= work[i].status;
     }
     free(work);
-    free(handles);
   }
   for (int i = 0; i < acquired; ++i) PyBuffer_Release(&views[i]);
   if (status == -100) return NULL;
@@ -595,9 +604,8 @@ static PyObject *id_extents(PyObject *self, PyObject *args) {
   const int64_t threads = num_threads, rows = num_frames * height;
   ExtentWork *work = calloc(threads, sizeof(ExtentWork));
   int64_t *extents = malloc(sizeof(int64_t) * threads * num_ids * 5);
-  pthread_t *handles = calloc(threads, sizeof(pthread_t));
   int status = 0;
-  if (!work || !extents || !handles) {
+  if (!work || !extents) {
     PyErr_NoMemory();
     status = -100;
   } else {
@@ -606,17 +614,7 @@ static PyObject *id_extents(PyObject *self, PyObject *args) {
       work[i] = (ExtentWork){views[0].buf, height, width, num_ids, rows * i / threads,
                              rows * (i + 1) / threads, extents + i * num_ids * 5, 0};
     }
-    for (int64_t i = 1; i < threads; ++i) {
-      if (pthread_create(&handles[i], NULL, run_extents, &work[i]) != 0) handles[i] = 0;
-    }
-    run_extents(&work[0]);
-    for (int64_t i = 1; i < threads; ++i) {
-      if (handles[i]) {
-        pthread_join(handles[i], NULL);
-      } else {
-        run_extents(&work[i]);
-      }
-    }
+    run_parallel(run_extents, work, sizeof(ExtentWork), threads);
     Py_END_ALLOW_THREADS
     int32_t *out = views[1].buf;
     for (int64_t i = 0; i < threads; ++i) status |= work[i].status;
@@ -634,9 +632,162 @@ static PyObject *id_extents(PyObject *self, PyObject *args) {
   }
   free(work);
   free(extents);
-  free(handles);
   PyBuffer_Release(&views[0]);
   PyBuffer_Release(&views[1]);
+  if (status == -100) return NULL;
+  return PyLong_FromLong(status);
+}
+
+static inline int32_t floor_mod(int32_t value, int32_t divisor) {
+  const int32_t remainder = value % divisor;
+  return remainder < 0 ? remainder + divisor : remainder;
+}
+
+typedef struct {
+  const int32_t *previous, *current;
+  int32_t divisor, num_previous, num_current;
+  int64_t begin, end;
+  int64_t *counts; /* [num_previous + 1, num_current + 1] */
+  int status;
+} PairWork;
+
+static void *run_pairs(void *argument) {
+  PairWork *w = (PairWork *)argument;
+  const int64_t columns = w->num_current + 1;
+  memset(w->counts, 0, sizeof(int64_t) * (w->num_previous + 1) * columns);
+  for (int64_t i = w->begin; i < w->end;) {
+    const int32_t previous = floor_mod(w->previous[i], w->divisor);
+    const int32_t current = floor_mod(w->current[i], w->divisor);
+    if (previous > w->num_previous || current > w->num_current) {
+      w->status = previous > w->num_previous ? 1 : 2;
+      return NULL;
+    }
+    int64_t end = i + 1; /* a run of the same pair of values counts at once */
+    while (end < w->end && w->previous[end] == w->previous[i] &&
+           w->current[end] == w->current[i])
+      ++end;
+    w->counts[previous * columns + current] += end - i;
+    i = end;
+  }
+  return NULL;
+}
+
+static PyObject *instance_pairs(PyObject *self, PyObject *args) {
+  (void)self;
+  PyObject *objects[3];
+  long long divisor, num_previous, num_current, num_threads;
+  if (!PyArg_ParseTuple(args, "OOLLLOL", &objects[0], &objects[1], &divisor, &num_previous,
+                        &num_current, &objects[2], &num_threads))
+    return NULL;
+  if (divisor < 1 || num_previous < 0 || num_current < 0 || num_threads < 1) {
+    PyErr_SetString(PyExc_ValueError, "instance_pairs: invalid sizes");
+    return NULL;
+  }
+  Py_buffer views[3];
+  const Py_ssize_t cells = (Py_ssize_t)((num_previous + 1) * (num_current + 1));
+  if (PyObject_GetBuffer(objects[0], &views[0], PyBUF_C_CONTIGUOUS) < 0) return NULL;
+  if (get_buffer(objects[1], &views[1], 0, views[0].len, "current") < 0) {
+    PyBuffer_Release(&views[0]);
+    return NULL;
+  }
+  if (get_buffer(objects[2], &views[2], 1, cells * 4, "out") < 0) {
+    PyBuffer_Release(&views[0]);
+    PyBuffer_Release(&views[1]);
+    return NULL;
+  }
+  const int64_t threads = num_threads, size = views[0].len / 4;
+  PairWork *work = calloc(threads, sizeof(PairWork));
+  int64_t *counts = malloc(sizeof(int64_t) * threads * cells);
+  int status = 0;
+  if (!work || !counts) {
+    PyErr_NoMemory();
+    status = -100;
+  } else {
+    Py_BEGIN_ALLOW_THREADS
+    for (int64_t i = 0; i < threads; ++i) {
+      work[i] = (PairWork){views[0].buf, views[1].buf, (int32_t)divisor, (int32_t)num_previous,
+                           (int32_t)num_current, size * i / threads, size * (i + 1) / threads,
+                           counts + i * cells, 0};
+    }
+    run_parallel(run_pairs, work, sizeof(PairWork), threads);
+    Py_END_ALLOW_THREADS
+    int32_t *out = views[2].buf;
+    for (int64_t i = 0; i < threads && status == 0; ++i) status = work[i].status;
+    for (int64_t c = 0; c < cells && status == 0; ++c) {
+      int64_t total = 0;
+      for (int64_t i = 0; i < threads; ++i) total += counts[i * cells + c];
+      out[c] = (int32_t)total;
+    }
+  }
+  free(work);
+  free(counts);
+  for (int i = 0; i < 3; ++i) PyBuffer_Release(&views[i]);
+  if (status == -100) return NULL;
+  return PyLong_FromLong(status);
+}
+
+typedef struct {
+  const int32_t *panoptic, *shift;
+  int32_t *out;
+  int32_t divisor;
+  int64_t shift_size, begin, end;
+  int status;
+} RelabelWork;
+
+static void *run_relabel(void *argument) {
+  RelabelWork *w = (RelabelWork *)argument;
+  int bad = 0;
+  for (int64_t i = w->begin; i < w->end; ++i) {
+    const int32_t instance = floor_mod(w->panoptic[i], w->divisor);
+    const int inside = instance < w->shift_size;
+    bad |= !inside;
+    w->out[i] = w->panoptic[i] + w->shift[inside ? instance : 0];
+  }
+  w->status = bad ? -1 : 0;
+  return NULL;
+}
+
+static PyObject *relabel(PyObject *self, PyObject *args) {
+  (void)self;
+  PyObject *objects[3];
+  long long divisor, num_threads;
+  if (!PyArg_ParseTuple(args, "OOLOL", &objects[0], &objects[1], &divisor, &objects[2],
+                        &num_threads))
+    return NULL;
+  if (divisor < 1 || num_threads < 1) {
+    PyErr_SetString(PyExc_ValueError, "relabel: invalid sizes");
+    return NULL;
+  }
+  Py_buffer views[3];
+  if (PyObject_GetBuffer(objects[0], &views[0], PyBUF_C_CONTIGUOUS) < 0) return NULL;
+  if (PyObject_GetBuffer(objects[1], &views[1], PyBUF_C_CONTIGUOUS) < 0) {
+    PyBuffer_Release(&views[0]);
+    return NULL;
+  }
+  if (views[1].len < 4 || get_buffer(objects[2], &views[2], 1, views[0].len, "out") < 0) {
+    if (views[1].len < 4) PyErr_SetString(PyExc_ValueError, "relabel: an empty shift table");
+    PyBuffer_Release(&views[0]);
+    PyBuffer_Release(&views[1]);
+    return NULL;
+  }
+  const int64_t threads = num_threads, size = views[0].len / 4;
+  RelabelWork *work = calloc(threads, sizeof(RelabelWork));
+  int status = 0;
+  if (!work) {
+    PyErr_NoMemory();
+    status = -100;
+  } else {
+    Py_BEGIN_ALLOW_THREADS
+    for (int64_t i = 0; i < threads; ++i) {
+      work[i] = (RelabelWork){views[0].buf, views[1].buf, views[2].buf, (int32_t)divisor,
+                              views[1].len / 4, size * i / threads, size * (i + 1) / threads, 0};
+    }
+    run_parallel(run_relabel, work, sizeof(RelabelWork), threads);
+    Py_END_ALLOW_THREADS
+    for (int64_t i = 0; i < threads; ++i) status |= work[i].status;
+  }
+  free(work);
+  for (int i = 0; i < 3; ++i) PyBuffer_Release(&views[i]);
   if (status == -100) return NULL;
   return PyLong_FromLong(status);
 }
@@ -646,6 +797,8 @@ static PyMethodDef methods[] = {
      "Fused pixel pass of the mask-wise merge (see the module source)."},
     {"lookup", lookup, METH_VARARGS, "out[i] = table[index[i]] for int32 arrays."},
     {"id_extents", id_extents, METH_VARARGS, "Count and extent of every id of an id map."},
+    {"instance_pairs", instance_pairs, METH_VARARGS, "Joint histogram of two frames' ids."},
+    {"relabel", relabel, METH_VARARGS, "panoptic + shift[panoptic mod divisor]."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -7,7 +7,8 @@ Sec. 3.2). Thing objects of the two clips are matched on that frame by mask over
 1. One joint histogram of (previous local id, current local id) pixel pairs over the
    frame, each pair encoded as `previous * offset + current` and counted in one histogram,
    gives the intersections; its row and column sums give the areas. This yields a [P, C]
-   IoU (or Dice) matrix without building a single per-id mask.
+   IoU (or Dice) matrix without building a single per-id mask. (Where
+   `op_set.native_kernels()` may run, one native pass counts the pairs.)
 2. Pairs of different classes (when class_check), padding rows and overlaps not above
    overlap_threshold are ruled out; a pair is stitched when each is the other's best
    remaining partner (mutual best).
@@ -29,11 +30,14 @@ Where this deliberately differs from the official `video_stitching_module.py`:
   StitchingOptions.overlap_measure option ("iou" by default).
 """
 
+import numpy as np
 import tensorflow as tf
 
 from deeplab_video import config
 from deeplab_video.post_processing import op_set
 from deeplab_video.protos import evaluator_pb2
+
+_ABOVE_ROWS = "{} has instance ids above its {} object rows"
 
 
 def _instances(frame: tf.Tensor, label_divisor: int, capacity: int, name: str) -> tf.Tensor:
@@ -52,10 +56,47 @@ def _instances(frame: tf.Tensor, label_divisor: int, capacity: int, name: str) -
     check = tf.debugging.assert_less_equal(
         tf.reduce_max(instances),
         capacity,
-        message=f"{name} has instance ids above its {capacity} object rows",
+        message=_ABOVE_ROWS.format(name, capacity),
     )
     with tf.control_dependencies([check]):
         return tf.identity(instances)
+
+
+def _native_joint_histogram(
+    previous_frame: tf.Tensor,
+    current_frame: tf.Tensor,
+    num_previous: int,
+    num_current: int,
+    label_divisor: int,
+) -> tf.Tensor:
+    """int32 [P + 1, C + 1]: pixels of each (previous, current) instance id pair, by the
+    native kernel in one pass (`_instances`' checks, as run-time assertions)."""
+    kernels = op_set.native_kernels()
+
+    def run(previous: np.ndarray, current: np.ndarray) -> tuple[np.ndarray, np.int32]:
+        out = np.empty((num_previous + 1, num_current + 1), np.int32)
+        status = kernels.instance_pairs(
+            previous,
+            current,
+            label_divisor,
+            num_previous,
+            num_current,
+            out,
+            op_set.native_threads(),
+        )
+        return out, np.int32(status)
+
+    frames = [tf.convert_to_tensor(frame, tf.int32) for frame in (previous_frame, current_frame)]
+    joint, status = tf.numpy_function(run, frames, [tf.int32, tf.int32], stateful=False)
+    checks = [
+        tf.debugging.Assert(tf.not_equal(status, code), [_ABOVE_ROWS.format(name, capacity)])
+        for code, name, capacity in (
+            (1, "previous_frame", num_previous),
+            (2, "current_frame", num_current),
+        )
+    ]
+    with tf.control_dependencies(checks):
+        return tf.ensure_shape(joint, [num_previous + 1, num_current + 1])
 
 
 def overlap_matrix(
@@ -87,15 +128,17 @@ def overlap_matrix(
         raise ValueError(
             f"stitching.overlap_measure must be one of {config.OVERLAP_MEASURES}; got '{measure}'."
         )
-    previous = _instances(previous_frame, label_divisor, num_previous, "previous_frame")
-    current = _instances(current_frame, label_divisor, num_current, "current_frame")
-    offset = num_current + 1
-    size = (num_previous + 1) * offset
-    codes = tf.reshape(previous * offset + current, [-1])
-    joint = tf.reshape(
-        op_set.histogram(codes, size),
-        [num_previous + 1, offset],
-    )
+    if op_set.native_kernels() is not None:
+        joint = _native_joint_histogram(
+            previous_frame, current_frame, num_previous, num_current, label_divisor
+        )
+    else:
+        previous = _instances(previous_frame, label_divisor, num_previous, "previous_frame")
+        current = _instances(current_frame, label_divisor, num_current, "current_frame")
+        offset = num_current + 1
+        codes = tf.reshape(previous * offset + current, [-1])
+        joint = op_set.histogram(codes, (num_previous + 1) * offset)
+        joint = tf.reshape(joint, [num_previous + 1, offset])
     joint = tf.cast(joint, tf.float32)
     intersection = joint[1:, 1:]
     previous_area = tf.reduce_sum(joint[1:, :], axis=1)[:, tf.newaxis]
@@ -190,5 +233,19 @@ def relabel(panoptic: tf.Tensor, track_ids: tf.Tensor, label_divisor: int) -> tf
     )
     # Row k moves instance k + 1 to its video id: add (video id - (k + 1)).
     shift = tf.concat([[0], tf.maximum(track_ids, 0) - tf.range(1, tf.size(track_ids) + 1)], 0)
-    with tf.control_dependencies([check]):
-        return panoptic + op_set.lookup(shift, tf.math.floormod(panoptic, label_divisor))
+    kernels = op_set.native_kernels()
+    if kernels is None:
+        with tf.control_dependencies([check]):
+            return panoptic + tf.gather(shift, tf.math.floormod(panoptic, label_divisor))
+
+    def run(values: np.ndarray, shifts: np.ndarray) -> tuple[np.ndarray, bool]:
+        out = op_set.aligned_empty(values.shape, np.int32)
+        status = kernels.relabel(values, shifts, label_divisor, out, op_set.native_threads())
+        return out, status == 0
+
+    relabelled, inside = tf.numpy_function(
+        run, [panoptic, shift], [tf.int32, tf.bool], stateful=False
+    )
+    inside = tf.debugging.Assert(inside, ["relabel: instance ids above the object rows"])
+    with tf.control_dependencies([check, inside]):
+        return tf.ensure_shape(relabelled, panoptic.shape)

@@ -1,21 +1,12 @@
 """Tests for deeplab_video.post_processing.object_features."""
 
-import contextlib
-
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from deeplab_video.post_processing import object_features, op_set
+from deeplab_video.post_processing import object_features
 
-
-@pytest.fixture(autouse=True, params=["native kernel", "graph ops"])
-def op_path(request):
-    """Every test runs on both paths: the native kernel and the TensorFlow histograms."""
-    graph_ops = request.param == "graph ops"
-    with op_set.graph_ops_only() if graph_ops else contextlib.nullcontext():
-        assert (op_set.native_kernels() is None) == graph_ops
-        yield
+pytestmark = pytest.mark.usefixtures("native_and_graph_ops")
 
 
 def _reference(instance_map, max_objects):

@@ -7,6 +7,8 @@ import tensorflow as tf
 from deeplab_video.post_processing import video_stitch
 from deeplab_video.protos import evaluator_pb2
 
+pytestmark = pytest.mark.usefixtures("native_and_graph_ops")
+
 DIVISOR = 1000
 CAR, PERSON, ROAD = 13, 11, 0
 
