@@ -64,7 +64,8 @@ class PredictionWriter:
         panoptic_png.write(
             os.path.join(self._output_dir, "panoptic", f"{frame_index:06d}.png"), panoptic, divisor
         )
-        things = visualization.thing_statistics(panoptic, self._descriptor)
+        labels = visualization.panoptic_labels(panoptic)
+        things = visualization.thing_statistics(panoptic, self._descriptor, labels)
         if self._write_video:
             if self._video is None:
                 self._video = cv2.VideoWriter(
@@ -73,7 +74,7 @@ class PredictionWriter:
                     self._fps,
                     (frame.shape[1], frame.shape[0]),
                 )
-            drawn = visualization.overlay(frame, panoptic, self._descriptor, things)
+            drawn = visualization.overlay(frame, panoptic, self._descriptor, things, labels)
             self._video.write(cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
         self._record_tracks(frame_index, things, panoptic.shape)
         self.num_frames += 1

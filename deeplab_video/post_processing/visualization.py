@@ -55,16 +55,31 @@ class ThingStatistics(NamedTuple):
     boxes: np.ndarray
 
 
-def _present_labels(panoptic: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(labels int64 [L] ascending, index int [h, w]): the values of a map and each
-    pixel's position among them, from one histogram (no sort over the pixels)."""
+class PanopticLabels(NamedTuple):
+    """The distinct values of a panoptic map and each pixel's position among them.
+
+    Attributes:
+      values: int64 [L], ascending.
+      index: int [height, width], values[index] is the map.
+    """
+
+    values: np.ndarray
+    index: np.ndarray
+
+
+def panoptic_labels(panoptic: np.ndarray) -> PanopticLabels:
+    """A map's PanopticLabels, from one histogram (no sort over the pixels).
+
+    Args:
+        panoptic: int [height, width] (negative values are sorted instead).
+    """
     if panoptic.size and panoptic.min() < 0:
-        labels, index = np.unique(panoptic, return_inverse=True)
-        return labels, index.reshape(panoptic.shape)
-    labels = np.flatnonzero(np.bincount(panoptic.ravel()))
-    position = np.zeros(labels[-1] + 1 if labels.size else 1, np.int32)
-    position[labels] = np.arange(labels.size)
-    return labels, np.take(position, panoptic)
+        values, index = np.unique(panoptic, return_inverse=True)
+        return PanopticLabels(values, index.reshape(panoptic.shape))
+    values = np.flatnonzero(np.bincount(panoptic.ravel()))
+    position = np.zeros(values[-1] + 1 if values.size else 1, np.int32)
+    position[values] = np.arange(values.size)
+    return PanopticLabels(values, np.take(position, panoptic))
 
 
 def _is_track(labels: np.ndarray, descriptor: datasets.DatasetDescriptor) -> np.ndarray:
@@ -74,7 +89,9 @@ def _is_track(labels: np.ndarray, descriptor: datasets.DatasetDescriptor) -> np.
 
 
 def thing_statistics(
-    panoptic: np.ndarray, descriptor: datasets.DatasetDescriptor
+    panoptic: np.ndarray,
+    descriptor: datasets.DatasetDescriptor,
+    labels: PanopticLabels | None = None,
 ) -> ThingStatistics:
     """Area, centre and box of every thing track of a panoptic map.
 
@@ -84,9 +101,10 @@ def thing_statistics(
     Args:
         panoptic: int32 [height, width] with video-consistent instance ids.
         descriptor: the dataset.
+        labels: `panoptic_labels(panoptic)` when the caller has it.
     """
-    labels, _ = _present_labels(panoptic)
-    labels = labels[_is_track(labels, descriptor)]
+    values = (panoptic_labels(panoptic) if labels is None else labels).values
+    labels = values[_is_track(values, descriptor)]
     height, width = panoptic.shape
     areas = np.zeros(labels.size, np.int64)
     centres = np.zeros((labels.size, 2))
@@ -105,7 +123,7 @@ def thing_statistics(
 
 
 def _colorize(
-    panoptic: np.ndarray, descriptor: datasets.DatasetDescriptor
+    labels: PanopticLabels, descriptor: datasets.DatasetDescriptor
 ) -> tuple[np.ndarray, np.ndarray]:
     """(uint8 [h, w, 3] colours, bool [h, w] void): class colours, and each thing track's
     colour on its pixels.
@@ -113,7 +131,7 @@ def _colorize(
     Colours are chosen per distinct value of the map and packed one per uint32, so that
     colouring is one gather per pixel from a table of a few entries.
     """
-    labels, index = _present_labels(panoptic)
+    labels, index = labels
     semantic = labels // descriptor.label_divisor
     table = descriptor.colormap_array()[np.clip(semantic, 0, 255)]
     track = _is_track(labels, descriptor)
@@ -138,7 +156,7 @@ def colorize_panoptic(panoptic: np.ndarray, descriptor: datasets.DatasetDescript
         uint8 [height, width, 3] RGB; void pixels black, stuff in class colours, every
         thing instance in its own track colour.
     """
-    return _colorize(panoptic, descriptor)[0]
+    return _colorize(panoptic_labels(panoptic), descriptor)[0]
 
 
 def overlay(
@@ -146,6 +164,7 @@ def overlay(
     panoptic: np.ndarray,
     descriptor: datasets.DatasetDescriptor,
     things: ThingStatistics | None = None,
+    labels: PanopticLabels | None = None,
 ) -> np.ndarray:
     """Blends the coloured panoptic map over a frame and labels every thing track.
 
@@ -154,16 +173,19 @@ def overlay(
         panoptic: int32 [height, width] with video-consistent instance ids.
         descriptor: the dataset.
         things: `thing_statistics(panoptic, descriptor)` when the caller has it.
+        labels: `panoptic_labels(panoptic)` when the caller has it.
 
     Returns:
         uint8 [height, width, 3] RGB frame with segment colours and "class #id" labels.
     """
-    colors, void = _colorize(panoptic, descriptor)
+    if labels is None:
+        labels = panoptic_labels(panoptic)
+    colors, void = _colorize(labels, descriptor)
     # OpenCV's blend rounds to nearest (within 1 of the exact value), in SIMD.
     blended = cv2.addWeighted(frame, 1.0 - OVERLAY_ALPHA, colors, OVERLAY_ALPHA, 0.0)
     cv2.copyTo(frame, void.view(np.uint8), blended)
     if things is None:
-        things = thing_statistics(panoptic, descriptor)
+        things = thing_statistics(panoptic, descriptor, labels)
     scale = max(0.35, min(frame.shape[:2]) / 720.0)
     for label, (x, y) in zip(things.labels.tolist(), things.centres, strict=True):
         name = descriptor.class_names[label // descriptor.label_divisor]
