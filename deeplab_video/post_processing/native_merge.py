@@ -32,6 +32,9 @@ from deeplab_video.post_processing import mask_merging, op_set
 
 # Largest number of set codes ((N + 1) ** max_masks) the kernel counts in a dense table.
 MAX_CODES = 2**22
+# Up to this many codes, every code is a set of the merge (no renumbering of the pixels);
+# above (e.g. 128 queries: 129 ** 2 codes), only the codes that occur.
+MAX_DENSE_SETS = 4096
 # Rows the undecided pixels are padded to a multiple of: whole SIMD packets (16 floats,
 # AVX-512) of every op, whatever the number of queries.
 _PACKET_ROWS = 16
@@ -218,8 +221,9 @@ def mask_sets(
       mask_threshold: as for `pixel_pass`.
 
     Returns:
-      (the MaskSets of the masks `ids`, numbered by ascending code; float32 [C], each
-      confident query's probability summed over its binary mask).
+      (the MaskSets of the masks `ids`: every code up to MAX_DENSE_SETS codes, else the
+      codes that occur, ascending; float32 [C], each confident query's probability summed
+      over its binary mask).
     """
     num_queries = undecided.on.shape[-1]
     max_masks = max_masks_per_pixel(mask_threshold)
@@ -234,6 +238,16 @@ def mask_sets(
     prob_sums = result.prob_sums + tf.reduce_sum(
         tf.cast(tf.where(undecided.on, undecided.probs, 0.0), tf.float64), axis=0
     )
+    probability_sums = tf.cast(tf.gather(prob_sums, ids), tf.float32)
+    if num_codes <= MAX_DENSE_SETS:
+        # Every code is a set (most of them empty: no pixels, no weight in the merge), so
+        # the pixels' codes are their sets as they are.
+        sets = mask_merging.MaskSets(
+            contains=_decode_sets(tf.range(num_codes), ids, num_queries, max_masks),
+            counts=tf.cast(counts, tf.float64),
+            set_of_pixel=codes,
+        )
+        return sets, probability_sums
     set_codes = tf.cast(tf.reshape(tf.where(counts > 0), [-1]), tf.int32)
     set_index = tf.scatter_nd(set_codes[:, tf.newaxis], tf.range(tf.size(set_codes)), [num_codes])
     sets = mask_merging.MaskSets(
@@ -241,4 +255,4 @@ def mask_sets(
         counts=tf.cast(tf.gather(counts, set_codes), tf.float64),
         set_of_pixel=op_set.lookup(set_index, codes),
     )
-    return sets, tf.cast(tf.gather(prob_sums, ids), tf.float32)
+    return sets, probability_sums
