@@ -5,7 +5,7 @@ logits, softmax over the queries, binary masks of the confident queries, the set
 masks covering each pixel and their pixel counts, each mask's probability sum) is a
 dozen TensorFlow ops over [num_pixels, num_queries] tensors: ~120 ms for a 720p T = 2
 clip of 16 queries on a 2-core CPU, more than the tiny network. `_native_kernels.c`
-does it in one pass over rows that stay in cache, on all cores (~25 ms).
+does it in one pass over rows that stay in cache, on all cores (~21 ms).
 
 Results equal the TensorFlow ops': the kernel resizes exactly as TensorFlow's CPU
 ResizeBilinear does, and it leaves the few pixels whose "probability > mask_threshold"
@@ -19,7 +19,7 @@ A pixel's set of masks is a code: its masks' queries q1 < q2 < ... folded as
 code * (N + 1) + (q + 1). A softmax gives at most floor(1 / mask_threshold) queries a
 probability above the threshold, which bounds the codes; the kernel is used when they
 number at most MAX_CODES. It runs where `op_set.native_kernels()` allows (built by
-`pip install`, not in a SavedModel, no GPU); elsewhere the TensorFlow ops run.
+`pip install`, not in a SavedModel, no accelerator); elsewhere the TensorFlow ops run.
 """
 
 import math
