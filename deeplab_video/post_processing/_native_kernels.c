@@ -39,10 +39,12 @@
  * Returns the number of undecided pixels, -1 on non-finite logits or too many masks on a
  * pixel, -2 when more pixels than the capacity are undecided.
  *
- * lookup: out[i] = table[index[i]] for int32 arrays, on all cores (TensorFlow's CPU gather
- * copies one element at a time, ~3 ns each).
+ * lookup: out[i] = table[index[i]], or table[index[i] mod modulus] + index[i] (the
+ * relabelling of clip-local instance ids to video ids), for int32 arrays, on all cores
+ * (TensorFlow's CPU gather copies one element at a time, ~3 ns each).
  *
- * Python: lookup(table, index, out, num_threads) -> int
+ * Python: lookup(table, index, modulus, add_index, out, num_threads) -> int
+ *   modulus 0 indexes the table by the values themselves.
  *   Returns 0, or -1 when an index lies outside the table (out is then incomplete).
  *
  * id_extents: each id's pixel count and extent over the frames of an id map, in one pass
@@ -63,11 +65,6 @@
  *   out                int32 [num_previous + 1, num_current + 1] out: pixel counts
  *   Returns 0, 1 when a previous id is above num_previous, 2 when a current one is above
  *   num_current (out is then incomplete).
- *
- * relabel: out = panoptic + shift[panoptic mod divisor] (clip-local ids to video ids).
- *
- * Python: relabel(panoptic, shift, divisor, out, num_threads) -> int
- *   Returns 0, or -1 when an instance id lies outside shift (out is then incomplete).
  */
 
 #define PY_SSIZE_T_CLEAN
@@ -479,10 +476,17 @@ release:
   return NULL;
 }
 
+static inline int32_t floor_mod(int32_t value, int32_t divisor) {
+  const int32_t remainder = value % divisor;
+  return remainder < 0 ? remainder + divisor : remainder;
+}
+
 typedef struct {
   const int32_t *table, *index;
   int32_t *out;
   int64_t table_size, begin, end;
+  int32_t modulus; /* 0: index the table by the values themselves */
+  int add_index;
   int status;
 } LookupWork;
 
@@ -490,10 +494,10 @@ static void *run_lookup(void *argument) {
   LookupWork *w = (LookupWork *)argument;
   int bad = 0;
   for (int64_t i = w->begin; i < w->end; ++i) {
-    const int32_t at = w->index[i];
+    const int32_t at = w->modulus ? floor_mod(w->index[i], w->modulus) : w->index[i];
     const int inside = (at >= 0) & (at < w->table_size);
     bad |= !inside;
-    w->out[i] = w->table[inside ? at : 0];
+    w->out[i] = w->table[inside ? at : 0] + (w->add_index ? w->index[i] : 0);
   }
   w->status = bad ? -1 : 0;
   return NULL;
@@ -502,8 +506,10 @@ static void *run_lookup(void *argument) {
 static PyObject *lookup(PyObject *self, PyObject *args) {
   (void)self;
   PyObject *objects[3];
-  long long num_threads;
-  if (!PyArg_ParseTuple(args, "OOOL", &objects[0], &objects[1], &objects[2], &num_threads))
+  long long modulus, num_threads;
+  int add_index;
+  if (!PyArg_ParseTuple(args, "OOLpOL", &objects[0], &objects[1], &modulus, &add_index,
+                        &objects[2], &num_threads))
     return NULL;
   Py_buffer views[3];
   int acquired = 0;
@@ -514,8 +520,10 @@ static PyObject *lookup(PyObject *self, PyObject *args) {
   int status = 0;
   if (acquired < 3) {
     status = -100;
-  } else if (views[0].len < 4 || views[1].len != views[2].len || num_threads < 1) {
-    PyErr_SetString(PyExc_ValueError, "lookup: a non-empty table, and out sized as index");
+  } else if (views[0].len < 4 || views[1].len != views[2].len || num_threads < 1 ||
+             modulus < 0 || modulus > INT32_MAX) {
+    PyErr_SetString(PyExc_ValueError,
+                    "lookup: a non-empty table, out sized as index, a modulus in int32");
     status = -100;
   } else {
     const int64_t size = views[1].len / 4, threads = num_threads;
@@ -526,8 +534,14 @@ static PyObject *lookup(PyObject *self, PyObject *args) {
     } else {
       Py_BEGIN_ALLOW_THREADS
       for (int64_t i = 0; i < threads; ++i) {
-        work[i] = (LookupWork){views[0].buf, views[1].buf, views[2].buf, views[0].len / 4,
-                               size * i / threads, size * (i + 1) / threads, 0};
+        work[i] = (LookupWork){.table = views[0].buf,
+                               .index = views[1].buf,
+                               .out = views[2].buf,
+                               .table_size = views[0].len / 4,
+                               .begin = size * i / threads,
+                               .end = size * (i + 1) / threads,
+                               .modulus = (int32_t)modulus,
+                               .add_index = add_index};
       }
       run_parallel(run_lookup, work, sizeof(LookupWork), threads);
       Py_END_ALLOW_THREADS
@@ -638,11 +652,6 @@ static PyObject *id_extents(PyObject *self, PyObject *args) {
   return PyLong_FromLong(status);
 }
 
-static inline int32_t floor_mod(int32_t value, int32_t divisor) {
-  const int32_t remainder = value % divisor;
-  return remainder < 0 ? remainder + divisor : remainder;
-}
-
 typedef struct {
   const int32_t *previous, *current;
   int32_t divisor, num_previous, num_current;
@@ -726,79 +735,12 @@ static PyObject *instance_pairs(PyObject *self, PyObject *args) {
   return PyLong_FromLong(status);
 }
 
-typedef struct {
-  const int32_t *panoptic, *shift;
-  int32_t *out;
-  int32_t divisor;
-  int64_t shift_size, begin, end;
-  int status;
-} RelabelWork;
-
-static void *run_relabel(void *argument) {
-  RelabelWork *w = (RelabelWork *)argument;
-  int bad = 0;
-  for (int64_t i = w->begin; i < w->end; ++i) {
-    const int32_t instance = floor_mod(w->panoptic[i], w->divisor);
-    const int inside = instance < w->shift_size;
-    bad |= !inside;
-    w->out[i] = w->panoptic[i] + w->shift[inside ? instance : 0];
-  }
-  w->status = bad ? -1 : 0;
-  return NULL;
-}
-
-static PyObject *relabel(PyObject *self, PyObject *args) {
-  (void)self;
-  PyObject *objects[3];
-  long long divisor, num_threads;
-  if (!PyArg_ParseTuple(args, "OOLOL", &objects[0], &objects[1], &divisor, &objects[2],
-                        &num_threads))
-    return NULL;
-  if (divisor < 1 || num_threads < 1) {
-    PyErr_SetString(PyExc_ValueError, "relabel: invalid sizes");
-    return NULL;
-  }
-  Py_buffer views[3];
-  if (PyObject_GetBuffer(objects[0], &views[0], PyBUF_C_CONTIGUOUS) < 0) return NULL;
-  if (PyObject_GetBuffer(objects[1], &views[1], PyBUF_C_CONTIGUOUS) < 0) {
-    PyBuffer_Release(&views[0]);
-    return NULL;
-  }
-  if (views[1].len < 4 || get_buffer(objects[2], &views[2], 1, views[0].len, "out") < 0) {
-    if (views[1].len < 4) PyErr_SetString(PyExc_ValueError, "relabel: an empty shift table");
-    PyBuffer_Release(&views[0]);
-    PyBuffer_Release(&views[1]);
-    return NULL;
-  }
-  const int64_t threads = num_threads, size = views[0].len / 4;
-  RelabelWork *work = calloc(threads, sizeof(RelabelWork));
-  int status = 0;
-  if (!work) {
-    PyErr_NoMemory();
-    status = -100;
-  } else {
-    Py_BEGIN_ALLOW_THREADS
-    for (int64_t i = 0; i < threads; ++i) {
-      work[i] = (RelabelWork){views[0].buf, views[1].buf, views[2].buf, (int32_t)divisor,
-                              views[1].len / 4, size * i / threads, size * (i + 1) / threads, 0};
-    }
-    run_parallel(run_relabel, work, sizeof(RelabelWork), threads);
-    Py_END_ALLOW_THREADS
-    for (int64_t i = 0; i < threads; ++i) status |= work[i].status;
-  }
-  free(work);
-  for (int i = 0; i < 3; ++i) PyBuffer_Release(&views[i]);
-  if (status == -100) return NULL;
-  return PyLong_FromLong(status);
-}
-
 static PyMethodDef methods[] = {
     {"maskwise_pixels", maskwise_pixels, METH_VARARGS,
      "Fused pixel pass of the mask-wise merge (see the module source)."},
-    {"lookup", lookup, METH_VARARGS, "out[i] = table[index[i]] for int32 arrays."},
+    {"lookup", lookup, METH_VARARGS, "out = table[index (mod modulus)] (+ index), int32."},
     {"id_extents", id_extents, METH_VARARGS, "Count and extent of every id of an id map."},
     {"instance_pairs", instance_pairs, METH_VARARGS, "Joint histogram of two frames' ids."},
-    {"relabel", relabel, METH_VARARGS, "panoptic + shift[panoptic mod divisor]."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -23,6 +23,7 @@ number at most MAX_CODES. It runs where `op_set.native_kernels()` allows (built 
 """
 
 import math
+import types
 from typing import NamedTuple
 
 import numpy as np
@@ -78,13 +79,14 @@ class PixelPass(NamedTuple):
 
 
 def _run_kernel(
+    kernels: types.ModuleType,
     logits: np.ndarray,
     kept: np.ndarray,
     canvas: tuple[int, int],
     image: tuple[int, int],
     mask_threshold: float,
 ) -> tuple[np.ndarray, ...]:
-    """Calls the kernel on numpy arrays; returns PixelPass's fields."""
+    """Calls the kernels' maskwise_pixels on numpy arrays; returns PixelPass's fields."""
     num_frames, height, width, num_queries = logits.shape
     max_masks = max_masks_per_pixel(mask_threshold)
     codes = op_set.aligned_empty(num_frames * image[0] * image[1], np.int32)
@@ -92,7 +94,7 @@ def _run_kernel(
     prob_sums = np.empty(num_queries, np.float64)
     pixels = np.empty(UNDECIDED_CAPACITY, np.int32)
     undecided = np.empty((UNDECIDED_CAPACITY, num_queries), np.float32)
-    status = op_set.native_kernels().maskwise_pixels(
+    status = kernels.maskwise_pixels(
         np.ascontiguousarray(logits, np.float32),
         np.ascontiguousarray(kept, np.uint8),
         num_frames,
@@ -131,10 +133,11 @@ def pixel_pass(
         runs on it at this size.
       mask_threshold: probability a pixel needs to be in a query's binary mask.
     """
+    kernels = op_set.native_kernels()  # As allowed where this is traced (see `usable`).
     num_queries = mask_logits.shape[-1]
     num_pixels = mask_logits.shape[0] * image[0] * image[1]
     outputs = tf.numpy_function(
-        lambda logits, keep: _run_kernel(logits, keep, canvas, image, mask_threshold),
+        lambda logits, keep: _run_kernel(kernels, logits, keep, canvas, image, mask_threshold),
         [mask_logits, kept],
         [tf.int64, tf.int32, tf.int64, tf.float64, tf.int32, tf.float32],
         stateful=False,

@@ -16,6 +16,8 @@ pairs over the whole clip give every object's extent and area at once; where
 `op_set.native_kernels()` may run, one native pass over the map gives them instead.
 """
 
+import types
+
 import numpy as np
 import tensorflow as tf
 
@@ -79,8 +81,9 @@ def object_boxes(instance_map: tf.Tensor, max_objects: int) -> tuple[tf.Tensor, 
     num_ids = max_objects + 1
     height = tf.shape(instance_map)[1]
     width = tf.shape(instance_map)[2]
-    if op_set.native_kernels() is not None:
-        extents = _native_extents(instance_map, num_ids)[1:]
+    kernels = op_set.native_kernels()
+    if kernels is not None:
+        extents = _native_extents(kernels, instance_map, num_ids)[1:]
         areas, x0, y0, x1, y1 = tf.unstack(extents, axis=1)
     else:
         rows = _id_histogram(
@@ -106,21 +109,17 @@ def object_boxes(instance_map: tf.Tensor, max_objects: int) -> tuple[tf.Tensor, 
     return edges / scale * present, areas
 
 
-def _native_extents(instance_map: tf.Tensor, num_ids: int) -> tf.Tensor:
+def _native_extents(kernels: types.ModuleType, instance_map: tf.Tensor, num_ids: int) -> tf.Tensor:
     """int32 [num_ids, 5]: each id's pixel count, first column, first row, last column and
-    last row (0 for an id without pixels), from the native kernel.
+    last row (0 for an id without pixels), from the native kernels' `id_extents`.
 
     Raises:
       InvalidArgumentError: (at run time) an id lies outside [0, num_ids).
     """
-    kernels = op_set.native_kernels()
 
-    def run(ids: np.ndarray) -> tuple[np.ndarray, bool]:
+    def run(ids: np.ndarray) -> tuple[np.ndarray, int]:
         out = np.empty((num_ids, 5), np.int32)
-        inside = kernels.id_extents(ids, *ids.shape, num_ids, out, op_set.native_threads()) == 0
-        return out, inside
+        return out, kernels.id_extents(ids, *ids.shape, num_ids, out, op_set.native_threads())
 
-    extents, inside = tf.numpy_function(run, [instance_map], [tf.int32, tf.bool], stateful=False)
-    check = tf.debugging.Assert(inside, [_ID_RANGE.format(num_ids - 1)])
-    with tf.control_dependencies([check]):
-        return tf.ensure_shape(extents, [num_ids, 5])
+    errors = {-1: [_ID_RANGE.format(num_ids - 1)]}
+    return op_set.native_call(run, [instance_map], tf.int32, [num_ids, 5], errors)

@@ -32,9 +32,11 @@ changes what another thread traces; the SavedModel keeps the fastest graph ops.
 
 import contextlib
 import contextvars
+import functools
 import os
 import types
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
@@ -52,13 +54,18 @@ _GRAPH_ONLY = contextvars.ContextVar("tensorflow_graph_ops_only", default=False)
 
 
 @contextlib.contextmanager
-def tflite_builtin_ops() -> Iterator[None]:
-    """Within the block, post-processing traces TFLite builtin ops only."""
-    token = _BUILTIN_ONLY.set(True)
+def _switched_on(switch: contextvars.ContextVar) -> Iterator[None]:
+    """Sets a switch within the block (in this thread's context only)."""
+    token = switch.set(True)
     try:
         yield
     finally:
-        _BUILTIN_ONLY.reset(token)
+        switch.reset(token)
+
+
+def tflite_builtin_ops() -> contextlib.AbstractContextManager[None]:
+    """Within the block, post-processing traces TFLite builtin ops only."""
+    return _switched_on(_BUILTIN_ONLY)
 
 
 def builtin_only() -> bool:
@@ -66,14 +73,15 @@ def builtin_only() -> bool:
     return _BUILTIN_ONLY.get()
 
 
-@contextlib.contextmanager
-def graph_ops_only() -> Iterator[None]:
+def graph_ops_only() -> contextlib.AbstractContextManager[None]:
     """Within the block, post-processing traces graph ops only (no native kernel)."""
-    token = _GRAPH_ONLY.set(True)
-    try:
-        yield
-    finally:
-        _GRAPH_ONLY.reset(token)
+    return _switched_on(_GRAPH_ONLY)
+
+
+@functools.cache
+def _has_accelerator() -> bool:
+    """Whether TensorFlow sees a GPU or TPU (fixed for the life of the process)."""
+    return any(tf.config.list_physical_devices(kind) for kind in ("GPU", "TPU"))
 
 
 def native_kernels() -> types.ModuleType | None:
@@ -84,9 +92,7 @@ def native_kernels() -> types.ModuleType | None:
     """
     if _native_kernels is None or _GRAPH_ONLY.get() or _BUILTIN_ONLY.get():
         return None
-    if any(tf.config.list_physical_devices(kind) for kind in ("GPU", "TPU")):
-        return None
-    return _native_kernels
+    return None if _has_accelerator() else _native_kernels
 
 
 def native_threads() -> int:
@@ -114,12 +120,52 @@ def aligned_empty(shape: int | tuple[int, ...], dtype: np.dtype) -> np.ndarray:
     return buffer[offset : offset + size].view(dtype).reshape(shape)
 
 
-def lookup(table: tf.Tensor, index: tf.Tensor) -> tf.Tensor:
-    """table[index]: tf.gather of a 1-D table, by the native kernel where it may run.
+def native_call(
+    run: Callable[..., tuple[np.ndarray, int]],
+    inputs: list[tf.Tensor],
+    dtype: tf.DType,
+    shape: list[int | None] | tf.TensorShape,
+    errors: Mapping[int, list[Any]],
+) -> tf.Tensor:
+    """Calls a native kernel through tf.numpy_function, with its errors as assertions.
+
+    Args:
+      run: numpy arrays of `inputs` -> (the output array, the kernel's int status).
+      inputs: the tensors passed to `run`.
+      dtype, shape: the output's.
+      errors: the statuses that fail, each with the data of its error message.
+
+    Returns:
+      The output; reading it raises InvalidArgumentError (eagerly and in graphs) when the
+      status is one of `errors`.
+    """
+    output, status = tf.numpy_function(
+        lambda *arrays: tuple(np.asarray(x) for x in run(*arrays)),
+        inputs,
+        [dtype, tf.int64],
+        stateful=False,
+    )
+    checks = [
+        tf.debugging.Assert(tf.not_equal(status, code), data) for code, data in errors.items()
+    ]
+    with tf.control_dependencies(checks):
+        return tf.ensure_shape(output, shape)
+
+
+def lookup(
+    table: tf.Tensor, index: tf.Tensor, modulus: int = 0, add_index: bool = False
+) -> tf.Tensor:
+    """table[index], by the native kernel where it may run (else tf.gather).
+
+    With a modulus, the table is indexed by index mod modulus (floor mod), and with
+    add_index the index is added to the result: relabelling panoptic values by a table of
+    shifts per instance id is one pass.
 
     Args:
       table: int32 [M].
-      index: int32 of any shape, values in [0, M).
+      index: int32 of any shape, values (mod modulus) in [0, M).
+      modulus: 0, or a positive Python int.
+      add_index: whether `index` is added to the looked-up values.
 
     Returns:
       int32 shaped like `index`.
@@ -127,22 +173,18 @@ def lookup(table: tf.Tensor, index: tf.Tensor) -> tf.Tensor:
     Raises:
       InvalidArgumentError: (at run time) an index lies outside the table.
     """
+    index = tf.convert_to_tensor(index, tf.int32)
     kernels = native_kernels()
     if kernels is None:
-        return tf.gather(table, index)
+        found = tf.gather(table, tf.math.floormod(index, modulus) if modulus else index)
+        return found + index if add_index else found
 
-    def run(values: np.ndarray, at: np.ndarray) -> tuple[np.ndarray, bool]:
+    def run(values: np.ndarray, at: np.ndarray) -> tuple[np.ndarray, int]:
         out = aligned_empty(at.shape, at.dtype)
-        return out, kernels.lookup(values, at, out, native_threads()) == 0
+        return out, kernels.lookup(values, at, modulus, add_index, out, native_threads())
 
-    index = tf.convert_to_tensor(index, tf.int32)
-    found, inside = tf.numpy_function(run, [table, index], [tf.int32, tf.bool], stateful=False)
-    check = tf.debugging.Assert(
-        inside, ["lookup: an index lies outside the table of", tf.size(table)]
-    )
-    with tf.control_dependencies([check]):
-        found = tf.identity(found)
-    return tf.ensure_shape(found, index.shape)
+    outside = ["lookup: an index lies outside the table of", tf.size(table)]
+    return native_call(run, [table, index], tf.int32, index.shape, {-1: outside})
 
 
 def histogram(values: tf.Tensor, num_bins: int | tf.Tensor, dtype: tf.DType = tf.int32):

@@ -30,6 +30,8 @@ Where this deliberately differs from the official `video_stitching_module.py`:
   StitchingOptions.overlap_measure option ("iou" by default).
 """
 
+import types
+
 import numpy as np
 import tensorflow as tf
 
@@ -63,6 +65,7 @@ def _instances(frame: tf.Tensor, label_divisor: int, capacity: int, name: str) -
 
 
 def _native_joint_histogram(
+    kernels: types.ModuleType,
     previous_frame: tf.Tensor,
     current_frame: tf.Tensor,
     num_previous: int,
@@ -70,10 +73,9 @@ def _native_joint_histogram(
     label_divisor: int,
 ) -> tf.Tensor:
     """int32 [P + 1, C + 1]: pixels of each (previous, current) instance id pair, by the
-    native kernel in one pass (`_instances`' checks, as run-time assertions)."""
-    kernels = op_set.native_kernels()
+    native kernels' `instance_pairs` in one pass (`_instances`' checks, at run time)."""
 
-    def run(previous: np.ndarray, current: np.ndarray) -> tuple[np.ndarray, np.int32]:
+    def run(previous: np.ndarray, current: np.ndarray) -> tuple[np.ndarray, int]:
         out = np.empty((num_previous + 1, num_current + 1), np.int32)
         status = kernels.instance_pairs(
             previous,
@@ -84,19 +86,15 @@ def _native_joint_histogram(
             out,
             op_set.native_threads(),
         )
-        return out, np.int32(status)
+        return out, status
 
     frames = [tf.convert_to_tensor(frame, tf.int32) for frame in (previous_frame, current_frame)]
-    joint, status = tf.numpy_function(run, frames, [tf.int32, tf.int32], stateful=False)
-    checks = [
-        tf.debugging.Assert(tf.not_equal(status, code), [_ABOVE_ROWS.format(name, capacity)])
-        for code, name, capacity in (
-            (1, "previous_frame", num_previous),
-            (2, "current_frame", num_current),
-        )
-    ]
-    with tf.control_dependencies(checks):
-        return tf.ensure_shape(joint, [num_previous + 1, num_current + 1])
+    errors = {
+        1: [_ABOVE_ROWS.format("previous_frame", num_previous)],
+        2: [_ABOVE_ROWS.format("current_frame", num_current)],
+    }
+    shape = [num_previous + 1, num_current + 1]
+    return op_set.native_call(run, frames, tf.int32, shape, errors)
 
 
 def overlap_matrix(
@@ -128,9 +126,10 @@ def overlap_matrix(
         raise ValueError(
             f"stitching.overlap_measure must be one of {config.OVERLAP_MEASURES}; got '{measure}'."
         )
-    if op_set.native_kernels() is not None:
+    kernels = op_set.native_kernels()
+    if kernels is not None:
         joint = _native_joint_histogram(
-            previous_frame, current_frame, num_previous, num_current, label_divisor
+            kernels, previous_frame, current_frame, num_previous, num_current, label_divisor
         )
     else:
         previous = _instances(previous_frame, label_divisor, num_previous, "previous_frame")
@@ -233,19 +232,5 @@ def relabel(panoptic: tf.Tensor, track_ids: tf.Tensor, label_divisor: int) -> tf
     )
     # Row k moves instance k + 1 to its video id: add (video id - (k + 1)).
     shift = tf.concat([[0], tf.maximum(track_ids, 0) - tf.range(1, tf.size(track_ids) + 1)], 0)
-    kernels = op_set.native_kernels()
-    if kernels is None:
-        with tf.control_dependencies([check]):
-            return panoptic + tf.gather(shift, tf.math.floormod(panoptic, label_divisor))
-
-    def run(values: np.ndarray, shifts: np.ndarray) -> tuple[np.ndarray, bool]:
-        out = op_set.aligned_empty(values.shape, np.int32)
-        status = kernels.relabel(values, shifts, label_divisor, out, op_set.native_threads())
-        return out, status == 0
-
-    relabelled, inside = tf.numpy_function(
-        run, [panoptic, shift], [tf.int32, tf.bool], stateful=False
-    )
-    inside = tf.debugging.Assert(inside, ["relabel: instance ids above the object rows"])
-    with tf.control_dependencies([check, inside]):
-        return tf.ensure_shape(relabelled, panoptic.shape)
+    with tf.control_dependencies([check]):
+        return op_set.lookup(shift, panoptic, modulus=label_divisor, add_index=True)

@@ -140,3 +140,14 @@ def test_aligned_empty_is_aligned_and_shaped(shape, dtype):
     array = op_set.aligned_empty(shape, dtype)
     assert array.shape == np.empty(shape).shape and array.dtype == dtype
     assert array.ctypes.data % 64 == 0 and array.flags.c_contiguous and array.flags.writeable
+
+
+@pytest.mark.parametrize("add_index", [False, True])
+def test_lookup_modulo_a_divisor_adds_the_index_on_both_paths(add_index):
+    rng = np.random.default_rng(1)
+    table = tf.constant(rng.integers(-50, 50, 7), tf.int32)
+    index = tf.constant(rng.integers(0, 20, (3, 11)) * 1000 + rng.integers(0, 7, (3, 11)), tf.int32)
+    expected = tf.gather(table, index % 1000) + (index if add_index else 0)
+    np.testing.assert_array_equal(op_set.lookup(table, index, 1000, add_index), expected)
+    with op_set.graph_ops_only():
+        np.testing.assert_array_equal(op_set.lookup(table, index, 1000, add_index), expected)
